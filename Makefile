@@ -1,0 +1,30 @@
+# Two commands matter: `make run` (the whole local stack) and `make test` (the full suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast bench package clean
+
+$(STAMP): requirements.txt requirements-dev.txt $(wildcard pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	if [ -f pyproject.toml ]; then $(PY) -m pip install --quiet --no-deps -e .; fi
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start moto (S3, SQS, DynamoDB), the API and web UI on $$PORT (default 8000), and S3-event delivery.
+run: install
+	$(PY) -m devstack
+
+## The full suite: unit, functional (mock_aws) and end-to-end (local stack) tests.
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not e2e" -x -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -1,0 +1,166 @@
+"""HTTP routes and event handlers. Each one parses input, calls one service, returns.
+
+Business rules live in chalicelib/domain, use cases in chalicelib/services and
+all AWS wiring in chalicelib/wiring.py.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+
+from chalice import AuthResponse, Chalice, Response
+
+from chalicelib import wiring
+from chalicelib.errors import BadRequest, ServiceError, Unauthorized
+from chalicelib.services.auth import bearer_token
+
+app = Chalice(app_name="imgbatch")
+app.log.setLevel(logging.INFO)
+# Browsers call the API from the UI origin and S3 from theirs.
+app.api.cors = True
+
+ANONYMOUS = "anonymous"  # authorizer verdict for a missing or unknown token; routes answer 401
+
+
+@app.authorizer(ttl_seconds=300)
+def token_auth(auth_request):
+    owner = wiring.get().auth.owner_for(bearer_token(auth_request.token))
+    return AuthResponse(routes=["*"], principal_id=owner or ANONYMOUS)
+
+
+def _owner() -> str:
+    request = app.current_request
+    owner = (request.context.get("authorizer") or {}).get("principalId")
+    if not owner or owner == ANONYMOUS:
+        raise Unauthorized("missing or invalid API token: send the header 'Authorization: Bearer <token>'")
+    return owner
+
+
+def _error(exc: ServiceError) -> Response:
+    return Response(status_code=exc.status, body={"Code": exc.code, "Message": exc.message},
+                    headers={"Content-Type": "application/json"})
+
+
+def api(path: str, methods=("GET",), status: int = 200, public: bool = False, **kwargs):
+    """Register a route that runs with the caller's owner and maps service errors to HTTP."""
+    def register(view):
+        @functools.wraps(view)
+        def handler(**params):
+            try:
+                result = view(**params) if public else view(_owner(), **params)
+            except ServiceError as exc:
+                return _error(exc)
+            if isinstance(result, Response):
+                return result
+            if result is None:
+                return Response(status_code=204, body="")
+            return Response(status_code=status, body=result, headers={"Content-Type": "application/json"})
+        options = dict(methods=list(methods), **kwargs)
+        if not public:
+            options["authorizer"] = token_auth
+        return app.route(path, **options)(handler)
+    return register
+
+
+def _body():
+    raw = app.current_request.raw_body
+    if not raw:
+        raise BadRequest("request body is empty: send a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _params() -> dict:
+    return dict(app.current_request.query_params or {})
+
+
+def _svc():
+    return wiring.get()
+
+
+# -- health ------------------------------------------------------------------
+@api("/health", public=True)
+def health():
+    return {"status": "ok"}
+
+
+# -- pipelines ---------------------------------------------------------------
+@api("/pipelines", methods=["POST"], status=201)
+def create_pipeline(owner):
+    return {"pipeline": _svc().pipelines.create(owner, _body())}
+
+
+@api("/pipelines")
+def list_pipelines(owner):
+    return {"pipelines": _svc().pipelines.list(owner)}
+
+
+@api("/pipelines/{pipeline_id}")
+def get_pipeline(owner, pipeline_id):
+    return {"pipeline": _svc().pipelines.get(owner, pipeline_id)}
+
+
+@api("/pipelines/{pipeline_id}", methods=["PUT"])
+def replace_pipeline(owner, pipeline_id):
+    return {"pipeline": _svc().pipelines.replace(owner, pipeline_id, _body())}
+
+
+@api("/pipelines/{pipeline_id}", methods=["DELETE"])
+def delete_pipeline(owner, pipeline_id):
+    _svc().pipelines.delete(owner, pipeline_id)
+
+
+# -- batches -----------------------------------------------------------------
+@api("/batches", methods=["POST"], status=201)
+def create_batch(owner):
+    return _svc().batches.create(owner, _body())
+
+
+@api("/batches")
+def list_batches(owner):
+    return _svc().batches.list(owner, _params())
+
+
+@api("/batches/stats")
+def batch_stats(owner):
+    return _svc().batches.stats(owner)
+
+
+@api("/batches/{batch_id}")
+def get_batch(owner, batch_id):
+    return _svc().batches.get(owner, batch_id, _params())
+
+
+@api("/batches/{batch_id}/uploads")
+def batch_uploads(owner, batch_id):
+    return _svc().batches.uploads(owner, batch_id, _params())
+
+
+@api("/batches/{batch_id}", methods=["DELETE"])
+def delete_batch(owner, batch_id):
+    _svc().batches.delete(owner, batch_id)
+
+
+# -- jobs --------------------------------------------------------------------
+@api("/jobs")
+def list_jobs(owner):
+    return _svc().batches.jobs(owner, _params())
+
+
+@api("/jobs/{job_id}")
+def get_job(owner, job_id):
+    return _svc().batches.get_job(owner, job_id)
+
+
+# -- events ------------------------------------------------------------------
+@app.on_sqs_message(queue="imgbatch-uploads", batch_size=10, name="process_upload")
+def process_upload(event):
+    """S3 ObjectCreated -> SQS -> here. Failed records are reported one by one so
+    SQS redelivers only those (ReportBatchItemFailures)."""
+    from chalicelib.services.processing import handle_sqs_records
+    failures = handle_sqs_records(wiring.get(), [(r.receipt_handle, r.body, r.to_dict().get("messageId"))
+                                                 for r in event])
+    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures]}

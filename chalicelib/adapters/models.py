@@ -1,0 +1,167 @@
+"""PynamoDB models: schema only. Built by `build_models` so table names and the
+endpoint come from settings at wiring time, not from a class body frozen at import.
+
+These classes are the one source of truth for the tables: `make run`, the tests
+and the deploy template all derive their table definitions from them
+(see chalicelib/resources.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Type
+
+from pynamodb.attributes import (
+    BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute,
+)
+from pynamodb.indexes import (
+    AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection, LocalSecondaryIndex,
+)
+from pynamodb.models import Model
+
+# Batch list indexes: one per (partition, sort) pair the list view can ask for.
+# Partition attributes narrow by filter, sort attributes order the page.
+BATCH_PARTITIONS = ("owner", "owner_status", "owner_prefix", "owner_status_prefix")
+BATCH_SORTS = ("created_sk", "files_sk", "status_sk")
+BATCH_INDEXES = tuple(
+    (p, s) for p in BATCH_PARTITIONS for s in BATCH_SORTS
+    # sorting by status inside one status is sorting by creation
+    if not (s == "status_sk" and "status" in p)
+)
+
+
+def batch_index_name(partition: str, sort: str) -> str:
+    return f"{partition}-{sort}".replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Models:
+    Batch: Type[Model]
+    Job: Type[Model]
+    Pipeline: Type[Model]
+    Meta: Type[Model]
+
+    def all(self):
+        return (self.Batch, self.Job, self.Pipeline, self.Meta)
+
+
+def _meta(table: str, region: str, host: str | None):
+    attrs = {"table_name": table, "region": region, "billing_mode": "PAY_PER_REQUEST"}
+    if host:
+        attrs["host"] = host
+    return type("Meta", (), attrs)
+
+
+def _gsi(name: str, hash_attr: str, range_attr: str | None, projection) -> Type[GlobalSecondaryIndex]:
+    body = {
+        "Meta": type("Meta", (), {"index_name": name, "projection": projection}),
+        hash_attr: UnicodeAttribute(hash_key=True),
+    }
+    if range_attr:
+        body[range_attr] = UnicodeAttribute(range_key=True)
+    return type(f"Index_{name.replace('-', '_')}", (GlobalSecondaryIndex,), body)
+
+
+def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: str, host: str | None) -> Models:
+    batch_attrs = dict(
+        Meta=_meta(batches, region, host),
+        id=UnicodeAttribute(hash_key=True),
+        owner=UnicodeAttribute(),
+        customer_prefix=UnicodeAttribute(),
+        batch_date=UnicodeAttribute(),
+        batch_counter=NumberAttribute(),
+        base_directory_name=UnicodeAttribute(),
+        description=UnicodeAttribute(),
+        search_text=UnicodeAttribute(),
+        pipeline_ids=ListAttribute(of=UnicodeAttribute),
+        pipelines=JSONAttribute(),  # snapshots, so later edits never change a submitted batch
+        total_pipelines=NumberAttribute(),
+        total_files=NumberAttribute(),
+        total_size=NumberAttribute(),
+        status=UnicodeAttribute(),
+        uploaded=NumberAttribute(default=0),
+        succeeded=NumberAttribute(default=0),
+        failed=NumberAttribute(default=0),
+        cancelled=NumberAttribute(default=0),
+        created_at=UnicodeAttribute(),
+        updated_at=UnicodeAttribute(),
+        started_at=UnicodeAttribute(null=True),
+        completed_at=UnicodeAttribute(null=True),
+        upload_expires_at=UnicodeAttribute(),
+        sample_file_names=ListAttribute(of=UnicodeAttribute),
+        # index keys (derived, written together with the fields they mirror)
+        owner_status=UnicodeAttribute(),
+        owner_prefix=UnicodeAttribute(),
+        owner_status_prefix=UnicodeAttribute(),
+        created_sk=UnicodeAttribute(),
+        files_sk=UnicodeAttribute(),
+        status_sk=UnicodeAttribute(),
+        # present only while the batch is not final: a sparse index for the expiry sweep
+        open_shard=UnicodeAttribute(null=True),
+    )
+    # List indexes carry only keys plus search_text, so counter updates during
+    # processing never rewrite index items; pages are fetched with BatchGetItem.
+    for partition, sort in BATCH_INDEXES:
+        name = batch_index_name(partition, sort)
+        batch_attrs[f"ix_{name.replace('-', '_')}"] = _gsi(name, partition, sort, IncludeProjection(["search_text"]))()
+    batch_attrs["ix_open"] = _gsi("open-expiry", "open_shard", "upload_expires_at", KeysOnlyProjection())()
+    Batch = type("Batch", (Model,), batch_attrs)
+
+    class JobPosition(LocalSecondaryIndex):
+        class Meta:
+            index_name = "batch-position"
+            projection = AllProjection()
+        batch_id = UnicodeAttribute(hash_key=True)
+        position = NumberAttribute(range_key=True)
+
+    job_attrs = dict(
+        Meta=_meta(jobs, region, host),
+        batch_id=UnicodeAttribute(hash_key=True),
+        job_id=UnicodeAttribute(range_key=True),
+        position=NumberAttribute(),
+        owner=UnicodeAttribute(),
+        file_name=UnicodeAttribute(),
+        size=NumberAttribute(),
+        content_type=UnicodeAttribute(),
+        key=UnicodeAttribute(),
+        status=UnicodeAttribute(),
+        error_code=UnicodeAttribute(null=True),
+        error_message=UnicodeAttribute(null=True),
+        outputs=JSONAttribute(null=True),
+        attempt=NumberAttribute(default=0),
+        input_deleted=BooleanAttribute(default=False),
+        created_at=UnicodeAttribute(),
+        updated_at=UnicodeAttribute(),
+        started_at=UnicodeAttribute(null=True),
+        completed_at=UnicodeAttribute(null=True),
+        owner_status=UnicodeAttribute(),
+        updated_sk=UnicodeAttribute(),
+        ix_position=JobPosition(),
+        ix_job_id=_gsi("job-id", "job_id", None, KeysOnlyProjection())(),
+        ix_owner_status=_gsi("owner-status-updated", "owner_status", "updated_sk", KeysOnlyProjection())(),
+    )
+    Job = type("Job", (Model,), job_attrs)
+
+    Pipeline = type("Pipeline", (Model,), dict(
+        Meta=_meta(pipelines, region, host),
+        owner=UnicodeAttribute(hash_key=True),
+        sk=UnicodeAttribute(range_key=True),   # "pipeline#<id>" or "name#<name key>" (uniqueness guard)
+        id=UnicodeAttribute(null=True),
+        spec=JSONAttribute(null=True),
+        created_at=UnicodeAttribute(null=True),
+        updated_at=UnicodeAttribute(null=True),
+    ))
+
+    # Counters, per-owner aggregates and API tokens: small items keyed by purpose.
+    meta_attrs = dict(
+        Meta=_meta(meta, region, host),
+        id=UnicodeAttribute(hash_key=True),
+        value=NumberAttribute(null=True),
+        owner=UnicodeAttribute(null=True),
+        total_batches=NumberAttribute(null=True),
+        files_current=NumberAttribute(null=True),
+        total_files_all_time=NumberAttribute(null=True),
+    )
+    for status in ("queued", "processing", "completed", "completed_with_errors", "failed", "cancelled"):
+        meta_attrs[status] = NumberAttribute(null=True)
+    Meta = type("MetaItem", (Model,), meta_attrs)
+    return Models(Batch, Job, Pipeline, Meta)

@@ -1,0 +1,25 @@
+"""The upload queue: re-processing requests (retry) travel the same path as S3 events."""
+from __future__ import annotations
+
+import json
+
+
+class UploadQueue:
+    def __init__(self, sqs_client, queue_url: str | None):
+        self.sqs = sqs_client
+        self.url = queue_url
+
+    def enqueue_keys(self, keys: list[str]) -> None:
+        """Send S3-shaped ObjectCreated records so the handler has one input format."""
+        if not self.url:
+            raise RuntimeError("UPLOAD_QUEUE_URL is not configured")
+        for start in range(0, len(keys), 10):
+            entries = [{"Id": str(i), "MessageBody": json.dumps(s3_event_for(key))}
+                       for i, key in enumerate(keys[start:start + 10])]
+            self.sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
+
+
+def s3_event_for(key: str, bucket: str = "") -> dict:
+    from urllib.parse import quote_plus
+    return {"Records": [{"eventSource": "imgbatch:retry", "eventName": "ObjectCreated:Retry",
+                         "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key)}}}]}

@@ -1,0 +1,320 @@
+"""DynamoDB repository on PynamoDB: the only module that knows item layouts and keys.
+
+Returns plain dicts (attribute name -> value) so services never touch PynamoDB.
+Atomicity comes from DynamoDB itself: conditional writes and TransactWrite.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from ..domain.batches import BATCH_STATUSES, JOB_AWAITING, JOB_PROCESSING, PROCESSING, QUEUED
+from ..domain.pipelines import name_key
+from .models import Models, batch_index_name
+
+STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
+JOB_WRITE_CHUNK = 250
+SEARCH_SCAN_BUDGET = 1000  # index items examined per search request before handing back a cursor
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: the item is not in the state the caller expected."""
+
+
+@dataclass
+class Page:
+    items: list[dict]
+    last_key: dict | None
+    index_items_read: int = 0
+    items_fetched: int = 0
+
+
+@dataclass
+class ReadMeter:
+    """Items DynamoDB returned to us, so tests and benchmarks can check read cost."""
+    index_items: int = 0
+    items: int = 0
+    requests: int = 0
+
+
+def _conflict(exc: Exception) -> bool:
+    if isinstance(exc, TransactWriteError):
+        return any(r is not None and r.code == "ConditionalCheckFailed" for r in (exc.cancellation_reasons or []))
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def batch_index_keys(owner: str, prefix: str, status: str, created_sk: str) -> dict:
+    return {
+        "owner_status": f"{owner}#{status}",
+        "owner_status_prefix": f"{owner}#{status}#{prefix}",
+        "status_sk": f"{STATUS_RANK[status]}#{created_sk}",
+    }
+
+
+def _plain(item) -> dict:
+    return {name: getattr(item, name) for name in item.get_attributes()}
+
+
+class Repository:
+    def __init__(self, models: Models, connection: Connection):
+        self.m = models
+        self.conn = connection
+        self.meter = ReadMeter()
+
+    # -- pipelines -------------------------------------------------------
+    def create_pipeline(self, owner: str, pid: str, spec: dict, now: str) -> dict:
+        P = self.m.Pipeline
+        item = P(owner, f"pipeline#{pid}", id=pid, spec=spec, created_at=now, updated_at=now)
+        guard = P(owner, f"name#{name_key(spec['name'])}", id=pid)
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.save(item, condition=P.sk.does_not_exist())
+                tx.save(guard, condition=P.sk.does_not_exist())
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                raise ConditionFailed("name taken") from exc
+            raise
+        return self._pipeline(item)
+
+    def get_pipeline(self, owner: str, pid: str) -> dict | None:
+        try:
+            return self._pipeline(self.m.Pipeline.get(owner, f"pipeline#{pid}", consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def get_pipelines(self, owner: str, pids: Sequence[str]) -> dict[str, dict]:
+        found = self.m.Pipeline.batch_get([(owner, f"pipeline#{p}") for p in pids], consistent_read=True)
+        return {p["id"]: p for p in map(self._pipeline, found)}
+
+    def list_pipelines(self, owner: str) -> list[dict]:
+        P = self.m.Pipeline
+        return [self._pipeline(p) for p in P.query(owner, P.sk.startswith("pipeline#"))]
+
+    def replace_pipeline(self, owner: str, pid: str, old_name: str, spec: dict, now: str) -> dict:
+        P = self.m.Pipeline
+        item = P(owner, f"pipeline#{pid}")
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.update(item, actions=[P.spec.set(spec), P.updated_at.set(now)], condition=P.sk.exists())
+                if name_key(old_name) != name_key(spec["name"]):
+                    tx.delete(P(owner, f"name#{name_key(old_name)}"), condition=P.id == pid)
+                    tx.save(P(owner, f"name#{name_key(spec['name'])}", id=pid), condition=P.sk.does_not_exist())
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                raise ConditionFailed("name taken or pipeline gone") from exc
+            raise
+        return self.get_pipeline(owner, pid)
+
+    def delete_pipeline(self, owner: str, pid: str, name: str) -> None:
+        P = self.m.Pipeline
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.delete(P(owner, f"pipeline#{pid}"), condition=P.sk.exists())
+                tx.delete(P(owner, f"name#{name_key(name)}"), condition=P.id == pid)
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                raise ConditionFailed("pipeline gone") from exc
+            raise
+
+    @staticmethod
+    def _pipeline(item) -> dict:
+        return {"id": item.id, **item.spec, "created_at": item.created_at, "updated_at": item.updated_at}
+
+    # -- counters and aggregates -----------------------------------------
+    def next_counter(self, owner: str, prefix: str, batch_date: str) -> int:
+        M = self.m.Meta
+        item = M(f"seq#{owner}#{prefix}#{batch_date}")
+        item.update(actions=[M.value.add(1)])  # atomic; DynamoDB returns the new value
+        return int(item.value)
+
+    def stats(self, owner: str) -> dict:
+        try:
+            item = _plain(self.m.Meta.get(f"stats#{owner}", consistent_read=True))
+        except DoesNotExist:
+            item = {}
+        B = self.m.Batch
+        top = list(B.query(owner, index_name=batch_index_name("owner", "files_sk"),
+                           scan_index_forward=False, limit=1))
+        self.meter.index_items += len(top)
+        item["max_files_in_batch"] = int(top[0].files_sk.split("#", 1)[0]) if top else 0
+        return {k: int(v) if isinstance(v, (int, float)) else v for k, v in item.items() if v is not None}
+
+    def _stats_update(self, owner: str):
+        return self.m.Meta(f"stats#{owner}")
+
+    # -- batches ---------------------------------------------------------
+    def create_batch(self, batch: dict, jobs: Iterable[dict]) -> None:
+        """Jobs first, then the batch with its aggregates in one transaction: a crash
+        in between leaves only unreachable job items, never a batch without jobs."""
+        J, B, M = self.m.Job, self.m.Batch, self.m.Meta
+        jobs = list(jobs)
+        chunks = [jobs[i:i + JOB_WRITE_CHUNK] for i in range(0, len(jobs), JOB_WRITE_CHUNK)]
+        # BatchWriteItem takes 25 items a call; a 10,000-file batch is 400 calls,
+        # so they go out in parallel to stay well inside API Gateway's 29 s.
+        with ThreadPoolExecutor(max_workers=min(8, len(chunks) or 1)) as pool:
+            list(pool.map(self._write_jobs, chunks))
+        n = batch["total_files"]
+        with TransactWrite(connection=self.conn) as tx:
+            tx.save(B(**batch), condition=B.id.does_not_exist())
+            tx.update(self._stats_update(batch["owner"]), actions=[
+                M.total_batches.add(1), getattr(M, batch["status"]).add(1),
+                M.files_current.add(n), M.total_files_all_time.add(n),
+            ])
+
+    def _write_jobs(self, jobs: list[dict]) -> None:
+        J = self.m.Job
+        with J.batch_write() as writer:
+            for job in jobs:
+                writer.save(J(**job))
+
+    def get_batch(self, batch_id: str) -> dict | None:
+        try:
+            return _plain(self.m.Batch.get(batch_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def list_batches(self, partition: str, value: str, sort: str, ascending: bool, limit: int,
+                     start_key: dict | None, search: str | None) -> Page:
+        B = self.m.Batch
+        index = batch_index_name(partition, sort)
+        kwargs: dict[str, Any] = dict(index_name=index, scan_index_forward=ascending, last_evaluated_key=start_key)
+        if search:
+            kwargs["filter_condition"] = B.search_text.contains(search.casefold())
+            kwargs["page_size"] = min(SEARCH_SCAN_BUDGET, max(limit * 5, 100))
+        else:
+            kwargs["page_size"] = limit
+        pages = B.query(value, **kwargs).page_iter
+        ids, last_key, scanned = [], None, 0
+        for page in pages:
+            scanned += page.get("ScannedCount", 0)
+            items = page.get("Items", [])
+            for n, raw in enumerate(items, 1):
+                ids.append(raw["id"]["S"])
+                if len(ids) == limit:
+                    more = n < len(items) or pages.last_evaluated_key is not None
+                    last_key = {k: raw[k] for k in pages.key_names} if more else None
+                    break
+            else:
+                last_key = pages.last_evaluated_key
+                if last_key is not None and scanned < SEARCH_SCAN_BUDGET:
+                    continue
+            break
+        fetched = self._batch_get(ids)
+        self.meter.index_items += scanned
+        return Page([fetched[i] for i in ids if i in fetched], last_key, scanned, len(fetched))
+
+    def _batch_get(self, ids: Sequence[str]) -> dict[str, dict]:
+        if not ids:
+            return {}
+        found = {b.id: _plain(b) for b in self.m.Batch.batch_get(ids, consistent_read=True)}
+        self.meter.items += len(found)
+        return found
+
+    def delete_batch(self, batch: dict) -> None:
+        """Jobs first (idempotent), then the batch and its aggregates together."""
+        J, B, M = self.m.Job, self.m.Batch, self.m.Meta
+        keys = J.query(batch["id"], attributes_to_get=["batch_id", "job_id"])
+        with J.batch_write() as writer:
+            for job in keys:
+                writer.delete(job)
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.delete(B(batch["id"]), condition=B.id.exists())
+                tx.update(self._stats_update(batch["owner"]), actions=[
+                    M.total_batches.add(-1), getattr(M, batch["status"]).add(-1),
+                    M.files_current.add(-batch["total_files"]),
+                ])
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                raise ConditionFailed("batch gone") from exc
+            raise
+
+    # -- state transitions ---------------------------------------------------
+    def claim_upload(self, job: dict, now: str) -> bool:
+        """awaiting_upload -> processing and the batch's `uploaded` += 1, atomically.
+        False when the job already moved on (duplicate event) or the batch is final."""
+        J, B = self.m.Job, self.m.Batch
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.update(J(job["batch_id"], job["job_id"]), actions=[
+                    J.status.set(JOB_PROCESSING), J.started_at.set(now), J.updated_at.set(now),
+                    J.owner_status.set(f"{job['owner']}#{JOB_PROCESSING}"),
+                    J.updated_sk.set(f"{now}#{job['job_id']}"), J.attempt.add(1),
+                ], condition=J.status == JOB_AWAITING)
+                tx.update(B(job["batch_id"]), actions=[B.uploaded.add(1), B.updated_at.set(now)],
+                          condition=B.status.is_in(QUEUED, PROCESSING))
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def start_batch(self, batch: dict, now: str) -> bool:
+        """queued -> processing, once; the aggregates move in the same transaction."""
+        return self._move_batch(batch, QUEUED, PROCESSING, now, [self.m.Batch.started_at.set(now)])
+
+    def _move_batch(self, batch: dict, old: str, new: str, now: str, extra: list) -> bool:
+        B, M = self.m.Batch, self.m.Meta
+        keys = batch_index_keys(batch["owner"], batch["customer_prefix"], new, batch["created_sk"])
+        actions = [B.status.set(new), B.updated_at.set(now)] + [getattr(B, k).set(v) for k, v in keys.items()]
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.update(B(batch["id"]), actions=actions + extra, condition=B.status == old)
+                tx.update(self._stats_update(batch["owner"]), actions=[getattr(M, old).add(-1), getattr(M, new).add(1)])
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    # -- API tokens (stored hashed) -----------------------------------------
+    def owner_for_token(self, digest: str) -> str | None:
+        try:
+            return self.m.Meta.get(f"token#{digest}").owner
+        except DoesNotExist:
+            return None
+
+    def save_token(self, digest: str, owner: str) -> None:
+        self.m.Meta(f"token#{digest}", owner=owner).save()
+
+    # -- jobs ------------------------------------------------------------
+    def list_jobs(self, batch_id: str, limit: int, start_key: dict | None) -> Page:
+        J = self.m.Job
+        result = J.query(batch_id, index_name="batch-position", limit=limit, page_size=limit,
+                         last_evaluated_key=start_key, consistent_read=True)
+        items = [_plain(j) for j in result]
+        self.meter.items += len(items)
+        last = result.last_evaluated_key if len(items) == limit else None
+        return Page(items, last, len(items), len(items))
+
+    def get_job(self, batch_id: str, job_id: str) -> dict | None:
+        try:
+            return _plain(self.m.Job.get(batch_id, job_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def find_job(self, job_id: str) -> dict | None:
+        J = self.m.Job
+        for key in J.query(job_id, index_name="job-id", limit=1):
+            return self.get_job(key.batch_id, job_id)
+        return None
+
+    def jobs_by_status(self, owner: str, status: str, limit: int, start_key: dict | None) -> Page:
+        J = self.m.Job
+        result = J.query(f"{owner}#{status}", index_name="owner-status-updated", scan_index_forward=False,
+                         limit=limit, page_size=limit, last_evaluated_key=start_key)
+        keys = [(k.batch_id, k.job_id) for k in result]
+        last = result.last_evaluated_key if len(keys) == limit else None
+        found = {(j.batch_id, j.job_id): _plain(j) for j in J.batch_get(keys, consistent_read=True)} if keys else {}
+        self.meter.index_items += len(keys)
+        self.meter.items += len(found)
+        # The index is eventually consistent: drop items whose status has moved on.
+        items = [found[k] for k in keys if k in found and found[k]["status"] == status]
+        return Page(items, last, len(keys), len(found))
+
+

@@ -1,0 +1,72 @@
+"""S3 store: presigned uploads and downloads, reads, writes and prefix deletes.
+
+Takes injected clients; wiring.py creates them (SigV4, region, endpoint).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+
+class Storage:
+    def __init__(self, s3_client, bucket: str):
+        self.s3 = s3_client
+        self.bucket = bucket
+
+    def presign_upload(self, key: str, size: int, content_type: str, expires_in: int) -> dict:
+        """A POST policy pinning the exact key, the exact size and the content type."""
+        fields = {"Content-Type": content_type}
+        conditions = [
+            {"Content-Type": content_type},
+            ["content-length-range", size, size],
+        ]
+        return self.s3.generate_presigned_post(
+            Bucket=self.bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in)
+
+    def presign_download(self, key: str, expires_in: int, file_name: str | None = None) -> str:
+        params = {"Bucket": self.bucket, "Key": key}
+        if file_name:
+            params["ResponseContentDisposition"] = content_disposition(file_name)
+        return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+
+    def head(self, key: str) -> dict | None:
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=key)
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def open(self, key: str):
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+
+    def read_chunks(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        body = self.open(key)
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under prefix; returns how many were deleted."""
+        deleted = 0
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                deleted += len(keys)
+        return deleted
+
+    def count_prefix(self, prefix: str) -> int:
+        page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return page.get("KeyCount", 0)
+
+
+def content_disposition(file_name: str) -> str:
+    """attachment with an ASCII fallback and the exact UTF-8 name (RFC 6266 / 5987)."""
+    from urllib.parse import quote
+    ascii_name = file_name.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name, safe='')}"

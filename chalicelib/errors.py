@@ -1,0 +1,39 @@
+"""Errors the services raise; app.py turns them into Chalice's error shape.
+
+`code` follows Chalice's own names so clients see one vocabulary whether the
+error came from us or from Chalice itself.
+"""
+
+
+class ServiceError(Exception):
+    status = 500
+    code = "InternalServerError"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    status = 400
+    code = "BadRequestError"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "UnauthorizedError"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "NotFoundError"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "ConflictError"
+
+
+class TooLarge(ServiceError):
+    status = 413
+    code = "PayloadTooLargeError"

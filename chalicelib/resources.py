@@ -1,0 +1,113 @@
+"""The one source of truth for the AWS resources the app expects.
+
+Table definitions are derived from the PynamoDB models; the bucket's CORS and
+lifecycle rules and the queue settings are plain data here. `make run`, the
+tests (`create_all`) and the deploy template (deploy/template.py) all read them.
+"""
+from __future__ import annotations
+
+import json
+
+from .adapters.models import Models
+
+UPLOAD_PREFIX = "uploads/"
+OUTPUT_PREFIX = "outputs/"
+ARCHIVE_PREFIX = "archives/"
+QUEUE_VISIBILITY_TIMEOUT = 960   # > the processing function's 900 s timeout, as AWS requires
+QUEUE_MAX_RECEIVES = 5           # then the message goes to the dead-letter queue
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+ABORT_MULTIPART_DAYS = 1
+ARCHIVE_RETENTION_DAYS = 7
+
+CORS_RULES = [{
+    "AllowedOrigins": ["*"],
+    "AllowedMethods": ["POST", "GET", "HEAD"],
+    "AllowedHeaders": ["*"],
+    "ExposeHeaders": ["ETag", "Content-Disposition", "Content-Length"],
+    "MaxAgeSeconds": 3600,
+}]
+
+LIFECYCLE_RULES = [
+    {"ID": "abort-abandoned-multipart-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+     "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_DAYS}},
+    {"ID": "expire-archives", "Status": "Enabled", "Filter": {"Prefix": ARCHIVE_PREFIX},
+     "Expiration": {"Days": ARCHIVE_RETENTION_DAYS}},
+]
+
+
+def table_definitions(models: Models) -> list[dict]:
+    """CreateTable parameters (boto3 spelling) for every table, from the models."""
+    return [_table(model) for model in models.all()]
+
+
+def _keys(schema: list[dict]) -> list[dict]:
+    # DynamoDB wants HASH before RANGE; PynamoDB lists them in attribute order.
+    return sorted(({"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in schema),
+                  key=lambda k: k["KeyType"] != "HASH")
+
+
+def _projection(p: dict) -> dict:
+    out = {"ProjectionType": p["ProjectionType"]}
+    if p.get("NonKeyAttributes"):
+        out["NonKeyAttributes"] = list(p["NonKeyAttributes"])
+    return out
+
+
+def _table(model) -> dict:
+    schema = model._get_schema()
+    attrs = {a["AttributeName"]: a["AttributeType"] for a in schema["attribute_definitions"]}
+    for index in schema["global_secondary_indexes"] + schema["local_secondary_indexes"]:
+        attrs.update({a["AttributeName"]: a["AttributeType"] for a in index["attribute_definitions"]})
+    table = {
+        "TableName": model.Meta.table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in sorted(attrs.items())],
+        "KeySchema": _keys(schema["key_schema"]),
+    }
+    gsis = [{"IndexName": i["index_name"], "KeySchema": _keys(i["key_schema"]), "Projection": _projection(i["projection"])}
+            for i in schema["global_secondary_indexes"]]
+    lsis = [{"IndexName": i["index_name"], "KeySchema": _keys(i["key_schema"]), "Projection": _projection(i["projection"])}
+            for i in schema["local_secondary_indexes"]]
+    if gsis:
+        table["GlobalSecondaryIndexes"] = gsis
+    if lsis:
+        table["LocalSecondaryIndexes"] = lsis
+    return table
+
+
+def queue_attributes(dlq_arn: str) -> dict:
+    return {
+        "VisibilityTimeout": str(QUEUE_VISIBILITY_TIMEOUT),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": QUEUE_MAX_RECEIVES}),
+    }
+
+
+def notification_configuration(queue_arn: str) -> dict:
+    return {"QueueConfigurations": [{
+        "Id": "uploads-to-queue",
+        "QueueArn": queue_arn,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": UPLOAD_PREFIX}]}},
+    }]}
+
+
+def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, queue_name: str, region: str) -> dict:
+    """Create tables, bucket (CORS, lifecycle, notifications) and queues; return the queue URL/ARNs."""
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for table in table_definitions(models):
+        if table["TableName"] not in existing:
+            dynamodb.create_table(**table)
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": CORS_RULES})
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": LIFECYCLE_RULES})
+    dlq_url = sqs.create_queue(QueueName=f"{queue_name}-dlq",
+                               Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName=queue_name, Attributes=queue_attributes(dlq_arn))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration=notification_configuration(queue_arn))
+    return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url, "dlq_arn": dlq_arn}

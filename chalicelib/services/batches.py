@@ -1,0 +1,210 @@
+"""Batch use cases: create (with presigned uploads), read, list, stats, jobs, delete."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from ..adapters.repository import ConditionFailed, batch_index_keys
+from ..domain import naming
+from ..domain.batches import (
+    BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, QUEUED, CreateBatch, parse_create, sample_names,
+)
+from ..domain.validation import Invalid
+from ..errors import BadRequest, NotFound, TooLarge
+from ..resources import ARCHIVE_PREFIX, OUTPUT_PREFIX, UPLOAD_PREFIX
+from .clock import iso, iso_precise, parse_iso, utcnow
+from .paging import choice_param, decode_cursor, encode_cursor, limit_param
+from .views import batch_view, job_view, upload_view
+
+SORTS = {"created_at": "created_sk", "total_files": "files_sk", "status": "status_sk"}
+UPLOADS_PER_RESPONSE = 1000   # keeps a response far below Lambda's 6 MB payload limit
+JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX = 1000, 1000
+
+
+class BatchService:
+    def __init__(self, repository, storage, settings, queue=None, clock=utcnow, new_id=lambda: str(uuid.uuid4())):
+        self.repo = repository
+        self.storage = storage
+        self.settings = settings
+        self.queue = queue
+        self.clock = clock
+        self.new_id = new_id
+
+    # -- create ------------------------------------------------------------
+    def create(self, owner: str, payload) -> dict:
+        try:
+            request = parse_create(payload, self.settings.limits)
+        except Invalid as exc:
+            raise (TooLarge if exc.too_large else BadRequest)(exc.message) from None
+        pipelines = self._pipelines(owner, request)
+        now = self.clock()
+        names = [f.name for f in request.files]
+        prefix = request.customer_prefix or naming.customer_prefix(names)
+        batch_date = now.strftime("%Y-%m-%d")
+        counter = self.repo.next_counter(owner, prefix, batch_date)
+        batch_id = self.new_id()
+        directory = naming.directory_name(prefix, batch_date, counter)
+        description = request.description or naming.auto_description(names)
+        created, created_sk = iso(now), f"{iso_precise(now)}#{batch_id}"
+        expires = now + timedelta(seconds=self.settings.upload_ttl_seconds)
+        jobs = [self._job(owner, batch_id, position, spec, created) for position, spec in enumerate(request.files)]
+        batch = {
+            "id": batch_id, "owner": owner, "customer_prefix": prefix, "batch_date": batch_date,
+            "batch_counter": counter, "base_directory_name": directory, "description": description,
+            "search_text": naming.search_text(prefix, directory, description),
+            "pipeline_ids": [p["id"] for p in pipelines], "pipelines": pipelines,
+            "total_pipelines": len(pipelines), "total_files": len(jobs), "total_size": request.total_size,
+            "status": QUEUED, "created_at": created, "updated_at": created, "upload_expires_at": iso(expires),
+            "sample_file_names": sample_names(request.files),
+            "owner": owner, "owner_prefix": f"{owner}#{prefix}", "created_sk": created_sk,
+            "files_sk": f"{len(jobs):06d}#{created_sk}", "open_shard": "open",
+            **batch_index_keys(owner, prefix, QUEUED, created_sk),
+        }
+        self.repo.create_batch(batch, jobs)
+        uploads = self._presign(jobs[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
+        more = len(jobs) > UPLOADS_PER_RESPONSE
+        return {"batch": batch_view(batch), "uploads": uploads,
+                "uploads_next_cursor": self._uploads_cursor(jobs[UPLOADS_PER_RESPONSE - 1]) if more else None}
+
+    def _pipelines(self, owner: str, request: CreateBatch) -> list[dict]:
+        found = self.repo.get_pipelines(owner, request.pipeline_ids)
+        missing = [p for p in request.pipeline_ids if p not in found]
+        if missing:
+            raise BadRequest(f"unknown pipeline id(s): {', '.join(missing)}; create them with POST /pipelines "
+                             "or list yours with GET /pipelines")
+        return [found[p] for p in request.pipeline_ids]
+
+    def _job(self, owner, batch_id, position, spec, created) -> dict:
+        job_id = self.new_id()
+        return {
+            "batch_id": batch_id, "job_id": job_id, "position": position, "owner": owner,
+            "file_name": spec.name, "size": spec.size, "content_type": spec.content_type,
+            "key": f"{UPLOAD_PREFIX}{batch_id}/{job_id}/{spec.name}", "status": JOB_AWAITING,
+            "created_at": created, "updated_at": created,
+            "owner_status": f"{owner}#{JOB_AWAITING}", "updated_sk": f"{created}#{job_id}",
+        }
+
+    def _presign(self, jobs: list[dict], expires_at: str) -> list[dict]:
+        remaining = int((parse_iso(expires_at) - self.clock()).total_seconds())
+        if remaining <= 0:
+            return []
+        return [upload_view(j, self.storage.presign_upload(j["key"], int(j["size"]), j["content_type"], remaining),
+                            expires_at) for j in jobs]
+
+    # -- uploads of an existing batch (large batches, resuming) ------------
+    def uploads(self, owner: str, batch_id: str, params: dict) -> dict:
+        batch = self._owned(owner, batch_id)
+        limit = limit_param(params, default=UPLOADS_PER_RESPONSE, maximum=UPLOADS_PER_RESPONSE)
+        start = decode_cursor(params.get("cursor"), f"uploads|{batch_id}")
+        page = self.repo.list_jobs(batch_id, limit, start)
+        waiting = [j for j in page.items if j["status"] == JOB_AWAITING]
+        return {"uploads": self._presign(waiting, batch["upload_expires_at"]),
+                "next_cursor": encode_cursor(f"uploads|{batch_id}", page.last_key)}
+
+    @staticmethod
+    def _uploads_cursor(last_job: dict) -> str:
+        # The key the jobs-by-position index would hand back after this job.
+        key = {"batch_id": {"S": last_job["batch_id"]}, "job_id": {"S": last_job["job_id"]},
+               "position": {"N": str(last_job["position"])}}
+        return encode_cursor(f"uploads|{last_job['batch_id']}", key)
+
+    # -- read ----------------------------------------------------------------
+    def _owned(self, owner: str, batch_id: str) -> dict:
+        batch = self.repo.get_batch(batch_id) if _is_uuid(batch_id) else None
+        if batch is None or batch["owner"] != owner:
+            raise NotFound(f"batch {batch_id} not found")
+        return batch
+
+    def get(self, owner: str, batch_id: str, params: dict) -> dict:
+        batch = self._owned(owner, batch_id)
+        limit = limit_param(params, "jobs_limit", JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX)
+        start = decode_cursor(params.get("jobs_cursor"), f"jobs|{batch_id}", "jobs_cursor")
+        page = self.repo.list_jobs(batch_id, limit, start)
+        view = batch_view(batch)
+        view["jobs"] = [job_view(j) for j in page.items]
+        view["jobs_next_cursor"] = encode_cursor(f"jobs|{batch_id}", page.last_key)
+        return {"batch": view}
+
+    def list(self, owner: str, params: dict) -> dict:
+        status = choice_param(params, "status", BATCH_STATUSES)
+        prefix = (params.get("customer_prefix") or "").strip() or None
+        search = (params.get("search") or "").strip() or None
+        if search and len(search) > 100:
+            raise BadRequest("search must be at most 100 characters")
+        sort_by = choice_param(params, "sort_by", tuple(SORTS), "created_at")
+        order = choice_param(params, "sort_order", ("asc", "desc"), "desc")
+        limit = limit_param(params)
+        if status and prefix:
+            partition, value = "owner_status_prefix", f"{owner}#{status}#{prefix}"
+        elif status:
+            partition, value = "owner_status", f"{owner}#{status}"
+        elif prefix:
+            partition, value = "owner_prefix", f"{owner}#{prefix}"
+        else:
+            partition, value = "owner", owner
+        sort = SORTS[sort_by]
+        if sort == "status_sk" and status:
+            sort = "created_sk"
+        scope = f"batches|{partition}|{value}|{sort}|{order}|{search or ''}"
+        start = decode_cursor(params.get("cursor"), scope)
+        if start is not None and start.get(partition, {}).get("S") != value:
+            raise BadRequest("cursor is not valid for this query; start again without it")
+        page = self.repo.list_batches(partition, value, sort, order == "asc", limit, start, search)
+        return {"batches": [batch_view(b) for b in page.items], "next_cursor": encode_cursor(scope, page.last_key)}
+
+    def stats(self, owner: str) -> dict:
+        s = self.repo.stats(owner)
+        total = s.get("total_batches", 0)
+        out = {"total_batches": total}
+        for status in BATCH_STATUSES:
+            out[status] = s.get(status, 0)
+        out["total_files_all_time"] = s.get("total_files_all_time", 0)
+        out["avg_files_per_batch"] = round(s.get("files_current", 0) / total, 2) if total else 0
+        out["max_files_in_batch"] = s.get("max_files_in_batch", 0)
+        return out
+
+    # -- jobs ----------------------------------------------------------------
+    def get_job(self, owner: str, job_id: str) -> dict:
+        job = self.repo.find_job(job_id) if _is_uuid(job_id) else None
+        if job is None or job["owner"] != owner:
+            raise NotFound(f"job {job_id} not found")
+        batch = self.repo.get_batch(job["batch_id"])
+        if batch is None:
+            raise NotFound(f"job {job_id} not found")
+        return {"job": {**job_view(job), "batch_id": batch["id"], "base_directory_name": batch["base_directory_name"]}}
+
+    def jobs(self, owner: str, params: dict) -> dict:
+        grouped = params.get("grouped")
+        if grouped not in (None, "", "true", "false"):
+            raise BadRequest(f"grouped must be true or false, got {grouped!r}")
+        if grouped == "true":
+            return self.list(owner, params)
+        status = choice_param(params, "status", JOB_STATUSES)
+        if status is None:
+            raise BadRequest("give grouped=true (batches with their aggregates) or status=<job status> "
+                             f"(one of: {', '.join(JOB_STATUSES)})")
+        limit = limit_param(params)
+        scope = f"jobs-by-status|{owner}|{status}"
+        page = self.repo.jobs_by_status(owner, status, limit, decode_cursor(params.get("cursor"), scope))
+        return {"jobs": [{**job_view(j), "batch_id": j["batch_id"]} for j in page.items],
+                "next_cursor": encode_cursor(scope, page.last_key)}
+
+    # -- delete --------------------------------------------------------------
+    def delete(self, owner: str, batch_id: str) -> None:
+        batch = self._owned(owner, batch_id)
+        # Records first: once the batch is gone nothing can start new work on it;
+        # then every object under its prefixes (uploads, outputs, archives).
+        try:
+            self.repo.delete_batch(batch)
+        except ConditionFailed:
+            raise NotFound(f"batch {batch_id} not found") from None
+        for prefix in (UPLOAD_PREFIX, OUTPUT_PREFIX, ARCHIVE_PREFIX):
+            self.storage.delete_prefix(f"{prefix}{batch_id}/")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except (ValueError, AttributeError, TypeError):
+        return False
+

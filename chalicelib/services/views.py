@@ -1,0 +1,34 @@
+"""API shapes of batches, jobs and uploads (API.md: B, J, U)."""
+from __future__ import annotations
+
+from ..domain.batches import percent
+
+BATCH_FIELDS = ("id", "owner", "customer_prefix", "batch_date", "batch_counter", "base_directory_name",
+                "description", "pipeline_ids", "total_pipelines", "total_files", "total_size", "status",
+                "created_at", "updated_at", "started_at", "completed_at", "upload_expires_at", "sample_file_names")
+
+
+def batch_view(b: dict) -> dict:
+    out = {f: b.get(f) for f in BATCH_FIELDS}
+    for f in ("batch_counter", "total_pipelines", "total_files", "total_size"):
+        out[f] = int(out[f])
+    counts = {k: int(b.get(k) or 0) for k in ("uploaded", "succeeded", "failed", "cancelled")}
+    done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+    out["progress"] = {**counts, "percent": percent(out["total_files"], done)}
+    out["pipelines"] = b.get("pipelines") or []
+    return out
+
+
+def job_view(j: dict) -> dict:
+    error = {"code": j["error_code"], "message": j.get("error_message") or ""} if j.get("error_code") else None
+    return {
+        "id": j["job_id"], "file_name": j["file_name"], "size": int(j["size"]),
+        "content_type": j.get("content_type"), "status": j["status"], "error": error,
+        "outputs": j.get("outputs") or [], "created_at": j["created_at"], "updated_at": j.get("updated_at"),
+        "started_at": j.get("started_at"), "completed_at": j.get("completed_at"),
+    }
+
+
+def upload_view(job: dict, presigned: dict, expires_at: str) -> dict:
+    return {"job_id": job["job_id"], "file_name": job["file_name"], "method": "POST",
+            "url": presigned["url"], "fields": presigned["fields"], "expires_at": expires_at}

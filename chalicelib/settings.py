@@ -1,0 +1,73 @@
+"""Typed settings, read from the environment once when wiring starts (never at import)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .domain.batches import Limits
+
+
+def parse_tokens(raw: str) -> dict[str, str]:
+    """'token:owner,token2:owner2' -> {token: owner}; malformed pairs are a start-up error."""
+    tokens = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        token, sep, owner = pair.partition(":")
+        if not sep or not token.strip() or not owner.strip():
+            raise ValueError(f"LOCAL_API_TOKENS entry {pair!r} is not of the form token:owner")
+        tokens[token.strip()] = owner.strip()
+    return tokens
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    batches_table: str = "imgbatch-batches"
+    jobs_table: str = "imgbatch-jobs"
+    pipelines_table: str = "imgbatch-pipelines"
+    meta_table: str = "imgbatch-meta"
+    bucket: str = "imgbatch-local"
+    upload_queue_url: str | None = None
+    upload_ttl_seconds: int = 3600
+    expiry_grace_seconds: int = 15
+    download_ttl_seconds: int = 900
+    limits: Limits = field(default_factory=Limits)
+    local_api_tokens: Mapping[str, str] = field(default_factory=dict)
+    # Pixel limit for decoding (see domain/imaging.py); per-file memory scales with it.
+    max_pixels: int = 50_000_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        default = cls()
+
+        def num(name: str, fallback: int) -> int:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return fallback
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+        return cls(
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or default.region,
+            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            batches_table=env.get("BATCHES_TABLE", default.batches_table),
+            jobs_table=env.get("JOBS_TABLE", default.jobs_table),
+            pipelines_table=env.get("PIPELINES_TABLE", default.pipelines_table),
+            meta_table=env.get("META_TABLE", default.meta_table),
+            bucket=env.get("BUCKET_NAME", default.bucket),
+            upload_queue_url=env.get("UPLOAD_QUEUE_URL") or None,
+            upload_ttl_seconds=num("UPLOAD_TTL_SECONDS", default.upload_ttl_seconds),
+            expiry_grace_seconds=num("EXPIRY_GRACE_SECONDS", default.expiry_grace_seconds),
+            download_ttl_seconds=num("DOWNLOAD_TTL_SECONDS", default.download_ttl_seconds),
+            limits=Limits(
+                max_files=num("MAX_FILES_PER_BATCH", default.limits.max_files),
+                max_file_size=num("MAX_FILE_SIZE", default.limits.max_file_size),
+                max_batch_size=num("MAX_BATCH_SIZE", default.limits.max_batch_size),
+            ),
+            local_api_tokens=parse_tokens(env.get("LOCAL_API_TOKENS", "")),
+            max_pixels=num("MAX_PIXELS", default.max_pixels),
+        )

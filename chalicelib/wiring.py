@@ -1,0 +1,105 @@
+"""The composition root: the one place that creates boto3 clients and adapters.
+
+Everything is built lazily on first use and cached; tests call `reset()` to
+start over with fresh settings (for example inside moto's mock_aws).
+"""
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+import boto3
+from botocore.config import Config
+from pynamodb.connection import Connection
+
+from .adapters.models import Models, build_models
+from .adapters.repository import Repository
+from .adapters.storage import Storage
+from .settings import Settings
+
+
+class Container:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+
+    @cached_property
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(region_name=self.settings.region)
+
+    def client(self, service: str, **config):
+        return self.session.client(
+            service, endpoint_url=self.settings.endpoint_url,
+            config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, **config))
+
+    @cached_property
+    def s3(self):
+        # SigV4 always: us-east-1 would otherwise presign with SigV2.
+        return self.client("s3", signature_version="s3v4", max_pool_connections=32)
+
+    @cached_property
+    def sqs(self):
+        return self.client("sqs")
+
+    @cached_property
+    def dynamodb(self):
+        return self.client("dynamodb")
+
+    @cached_property
+    def models(self) -> Models:
+        s = self.settings
+        return build_models(batches=s.batches_table, jobs=s.jobs_table, pipelines=s.pipelines_table,
+                            meta=s.meta_table, region=s.region, host=s.endpoint_url)
+
+    @cached_property
+    def repository(self) -> Repository:
+        conn = Connection(region=self.settings.region, host=self.settings.endpoint_url)
+        return Repository(self.models, conn)
+
+    @cached_property
+    def storage(self) -> Storage:
+        return Storage(self.s3, self.settings.bucket)
+
+    @cached_property
+    def pipelines(self):
+        from .services.pipelines import PipelineService
+        return PipelineService(self.repository)
+
+    @cached_property
+    def batches(self):
+        from .services.batches import BatchService
+        return BatchService(self.repository, self.storage, self.settings, queue=self.queue)
+
+    @cached_property
+    def queue(self):
+        from .adapters.queue import UploadQueue
+        return UploadQueue(self.sqs, self.settings.upload_queue_url)
+
+    @cached_property
+    def processor(self):
+        from .services.processor import Processor
+        return Processor(self.repository, self.storage, self.settings)
+
+    @cached_property
+    def auth(self):
+        from .services.auth import TokenResolver
+        return TokenResolver(self.settings.local_api_tokens, self.repository)
+
+
+_lock = threading.Lock()
+_container: Container | None = None
+
+
+def get() -> Container:
+    global _container
+    with _lock:
+        if _container is None:
+            _container = Container()
+        return _container
+
+
+def reset(settings: Settings | None = None) -> Container | None:
+    """Drop cached clients; with settings, install a container built from them."""
+    global _container
+    with _lock:
+        _container = Container(settings) if settings else None
+        return _container

@@ -1,0 +1,3 @@
+from .stack import main
+
+main()

@@ -1,0 +1,218 @@
+"""Start moto, create resources from chalicelib/resources.py, serve the API, poll the queue."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("devstack")
+
+DEFAULTS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "LOCAL_API_TOKENS": "local-dev-token:local",
+    "BUCKET_NAME": "imgbatch-local",
+}
+
+
+@dataclass
+class Stack:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    moto_port: int = 8001
+    workers: int = 2
+    sweep_seconds: float = 15.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list = field(default_factory=list)
+    _servers: list = field(default_factory=list)
+    delivered: int = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{self.host}:{self.moto_port}"
+
+    def start(self) -> None:
+        for name, value in DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        # moto answers on this port for every service; botocore and PynamoDB both read it.
+        os.environ["AWS_ENDPOINT_URL"] = self.s3_url
+        from moto.server import ThreadedMotoServer
+        moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+        moto.start()
+        self._servers.append(moto)
+
+        from chalicelib import resources, wiring
+        container = wiring.reset()
+        container = wiring.get()
+        created = resources.create_all(
+            models=container.models, dynamodb=container.dynamodb, s3=container.s3, sqs=container.sqs,
+            bucket=container.settings.bucket, queue_name="imgbatch-uploads", region=container.settings.region)
+        os.environ["UPLOAD_QUEUE_URL"] = created["queue_url"]
+        wiring.reset()
+        self.queue_url = created["queue_url"]
+        self.dlq_url = created["dlq_url"]
+
+        import app as chalice_app
+        self.app = chalice_app.app
+        for n in range(self.workers):
+            self._spawn(self._poll, f"poller-{n}")
+        self._spawn(self._sweep, "sweeper")
+        self._serve_api()
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _serve_api(self) -> None:
+        from chalice.config import Config
+        from chalice.local import LocalDevServer
+        config_file = ROOT / ".chalice" / "config.json"
+        config = Config(chalice_stage="local", user_provided_params={"chalice_app": self.app},
+                        config_from_disk=json.loads(config_file.read_text()))
+        server = LocalDevServer(self.app, config, self.host, self.port)
+        self._api_server = server
+        self._spawn(server.serve_forever, "api")
+        self._wait_http(f"{self.api_url}/health")
+
+    @staticmethod
+    def _wait_http(url: str, timeout: float = 30.0) -> None:
+        import urllib.request
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {timeout} s")
+            time.sleep(0.1)
+
+    # -- event delivery ------------------------------------------------------
+    def _poll(self) -> None:
+        """Deliver queue messages as Lambda's SQS event source would: up to 10 per
+        invocation, delete what succeeded, leave failures for redelivery."""
+        from chalicelib import wiring
+        sqs = wiring.get().sqs
+        while not self._stop.is_set():
+            try:
+                got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                          AttributeNames=["ApproximateReceiveCount"])
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("receive_message failed")
+                time.sleep(1)
+                continue
+            messages = got.get("Messages", [])
+            if not messages:
+                continue
+            event = {"Records": [_lambda_record(m, self.queue_url) for m in messages]}
+            try:
+                result = _invoke(self.app, "process_upload", event)
+                failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+            except Exception:
+                log.exception("process_upload raised; every message of the batch will be redelivered")
+                failed = {m["MessageId"] for m in messages}
+            for m in messages:
+                if m["MessageId"] in failed:
+                    # Locally, retry soon instead of after the 16-minute Lambda visibility timeout.
+                    sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"],
+                                                  VisibilityTimeout=5)
+                else:
+                    sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+                    self.delivered += 1
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(self.sweep_seconds):
+            if _handler(self.app, "expire_uploads") is None:
+                continue
+            try:
+                _invoke(self.app, "expire_uploads", {"detail-type": "Scheduled Event", "source": "devstack"})
+            except Exception:
+                log.exception("upload-expiry sweep failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        server = getattr(self, "_api_server", None)
+        if server is not None:
+            server.server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for moto in self._servers:
+            moto.stop()
+
+
+def _handler(app, name: str):
+    return getattr(sys.modules["app"], name, None)
+
+
+def _invoke(app, name: str, event: dict):
+    """Call the registered Chalice handler exactly as Lambda would: handler(event, context)."""
+    return _handler(app, name)(event, _Context(name))
+
+
+class _Context:
+    def __init__(self, name: str):
+        self.function_name = name
+        self.aws_request_id = str(uuid.uuid4())
+        self.memory_limit_in_mb = 1024
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def _lambda_record(message: dict, queue_url: str) -> dict:
+    return {
+        "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
+        "attributes": message.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": message.get("MD5OfBody"),
+        "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}",
+        "awsRegion": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("werkzeug", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    port = int(os.environ.get("PORT", "8000"))
+    stack = Stack(
+        host=os.environ.get("HOST", "127.0.0.1"), port=port,
+        moto_port=int(os.environ.get("MOTO_PORT", str(port + 1))),
+        workers=int(os.environ.get("WORKERS", "2")),
+        sweep_seconds=float(os.environ.get("SWEEP_SECONDS", "15")),
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        stack.start()
+        from chalicelib.settings import parse_tokens
+        tokens = parse_tokens(os.environ["LOCAL_API_TOKENS"])
+        print(f"\nimgbatch local stack is ready\n  API + web UI   {stack.api_url}/\n"
+              f"  S3/SQS/DynamoDB (moto)  {stack.s3_url}\n  tokens         " +
+              ", ".join(f"{t} (owner {o})" for t, o in tokens.items()) +
+              f"\n  try: curl -H 'Authorization: Bearer {next(iter(tokens))}' {stack.api_url}/batches\n"
+              "Press Ctrl-C to stop.", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
