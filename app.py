@@ -8,12 +8,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from pathlib import Path
 
-from chalice import AuthResponse, Chalice, Response
+from chalice import AuthResponse, Chalice, Rate, Response
 
 from chalicelib import wiring
-from chalicelib.errors import BadRequest, ServiceError, Unauthorized
+from chalicelib.errors import BadRequest, NotFound, ServiceError, Unauthorized
 from chalicelib.services.auth import bearer_token
+from chalicelib.services.views import batch_view
 
 app = Chalice(app_name="imgbatch")
 app.log.setLevel(logging.INFO)
@@ -87,6 +89,30 @@ def health():
     return {"status": "ok"}
 
 
+# -- web UI (static, no build step) --------------------------------------------
+WEB_DIR = Path(__file__).resolve().parent / "web"
+WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+             ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".json": "application/json"}
+
+
+def _asset(name: str) -> Response:
+    path = (WEB_DIR / name).resolve()
+    if path.parent != WEB_DIR or path.suffix not in WEB_TYPES or not path.is_file():
+        raise NotFound(f"no such asset: {name}")
+    return Response(status_code=200, body=path.read_text(encoding="utf-8"),
+                    headers={"Content-Type": WEB_TYPES[path.suffix], "Cache-Control": "no-cache"})
+
+
+@api("/", public=True)
+def web_index():
+    return _asset("index.html")
+
+
+@api("/ui/{name}", public=True)
+def web_asset(name):
+    return _asset(name)
+
+
 # -- pipelines ---------------------------------------------------------------
 @api("/pipelines", methods=["POST"], status=201)
 def create_pipeline(owner):
@@ -139,6 +165,16 @@ def batch_uploads(owner, batch_id):
     return _svc().batches.uploads(owner, batch_id, _params())
 
 
+@api("/batches/{batch_id}/cancel", methods=["POST"])
+def cancel_batch(owner, batch_id):
+    return {"batch": batch_view(_svc().processor.cancel(owner, batch_id))}
+
+
+@api("/batches/{batch_id}/retry", methods=["POST"])
+def retry_batch(owner, batch_id):
+    return {"batch": batch_view(_svc().processor.retry(owner, batch_id))}
+
+
 @api("/batches/{batch_id}", methods=["DELETE"])
 def delete_batch(owner, batch_id):
     _svc().batches.delete(owner, batch_id)
@@ -164,3 +200,12 @@ def process_upload(event):
     failures = handle_sqs_records(wiring.get(), [(r.receipt_handle, r.body, r.to_dict().get("messageId"))
                                                  for r in event])
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures]}
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="expire_uploads")
+def expire_uploads(event):
+    """Files still awaiting upload after the deadline fail with upload_expired."""
+    expired = wiring.get().processor.expire_uploads()
+    if expired:
+        app.log.info("expired %d uploads", expired)
+    return {"expired": expired}

@@ -77,7 +77,7 @@ class Container:
     @cached_property
     def processor(self):
         from .services.processor import Processor
-        return Processor(self.repository, self.storage, self.settings)
+        return Processor(self.repository, self.storage, self.settings, queue=self.queue)
 
     @cached_property
     def auth(self):

@@ -51,6 +51,9 @@ class Stack:
         # moto answers on this port for every service; botocore and PynamoDB both read it.
         os.environ["AWS_ENDPOINT_URL"] = self.s3_url
         from moto.server import ThreadedMotoServer
+
+        from .moto_patches import install
+        install()
         moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         moto.start()
         self._servers.append(moto)
@@ -80,11 +83,16 @@ class Stack:
 
     def _serve_api(self) -> None:
         from chalice.config import Config
-        from chalice.local import LocalDevServer
+        from chalice.local import LocalDevServer, ThreadedHTTPServer
+
+        class Server(ThreadedHTTPServer):
+            # the stdlib default backlog of 5 refuses bursts (a browser, the CLI's parallel calls)
+            request_queue_size = 128
+            daemon_threads = True
         config_file = ROOT / ".chalice" / "config.json"
         config = Config(chalice_stage="local", user_provided_params={"chalice_app": self.app},
                         config_from_disk=json.loads(config_file.read_text()))
-        server = LocalDevServer(self.app, config, self.host, self.port)
+        server = LocalDevServer(self.app, config, self.host, self.port, server_cls=Server)
         self._api_server = server
         self._spawn(server.serve_forever, "api")
         self._wait_http(f"{self.api_url}/health")
@@ -144,7 +152,7 @@ class Stack:
             if _handler(self.app, "expire_uploads") is None:
                 continue
             try:
-                _invoke(self.app, "expire_uploads", {"detail-type": "Scheduled Event", "source": "devstack"})
+                _invoke(self.app, "expire_uploads", _scheduled_event())
             except Exception:
                 log.exception("upload-expiry sweep failed")
 
@@ -176,6 +184,13 @@ class _Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return 900_000
+
+
+def _scheduled_event() -> dict:
+    """What EventBridge hands a scheduled Lambda."""
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": os.environ.get("AWS_REGION", "us-east-1"), "resources": [], "detail": {}}
 
 
 def _lambda_record(message: dict, queue_url: str) -> dict:

@@ -3,6 +3,10 @@ import os
 
 import pytest
 
+from devstack.moto_patches import install as _atomic_moto_dynamodb
+
+_atomic_moto_dynamodb()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

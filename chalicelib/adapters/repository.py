@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from ..domain.batches import BATCH_STATUSES, JOB_AWAITING, JOB_PROCESSING, PROCESSING, QUEUED
+from ..domain.batches import (
+    BATCH_STATUSES, CANCELLED, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING, PROCESSING,
+    QUEUED,
+)
 from ..domain.pipelines import name_key
 from .models import Models, batch_index_name
 
@@ -253,6 +256,106 @@ class Repository:
                 return False
             raise
         return True
+
+    def _job_actions(self, job: dict, status: str, now: str) -> list:
+        J = self.m.Job
+        return [J.status.set(status), J.updated_at.set(now), J.owner_status.set(f"{job['owner']}#{status}"),
+                J.updated_sk.set(f"{now}#{job['job_id']}")]
+
+    def finish_job(self, job: dict, attempt: int, now: str, outputs: list | None = None,
+                   error: tuple[str, str] | None = None) -> bool:
+        """processing -> completed|failed and the batch counter += 1, in one transaction.
+        The job condition (status and attempt) makes a redelivered event count once."""
+        J, B = self.m.Job, self.m.Batch
+        status = JOB_FAILED if error else JOB_COMPLETED
+        actions = self._job_actions(job, status, now) + [J.completed_at.set(now)]
+        if error:
+            actions += [J.error_code.set(error[0]), J.error_message.set(error[1]), J.outputs.remove()]
+        else:
+            actions += [J.outputs.set(outputs), J.error_code.remove(), J.error_message.remove()]
+        counter = B.failed if error else B.succeeded
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.update(J(job["batch_id"], job["job_id"]), actions=actions,
+                          condition=(J.status == JOB_PROCESSING) & (J.attempt == attempt))
+                tx.update(B(job["batch_id"]), actions=[counter.add(1), B.updated_at.set(now)],
+                          condition=B.status.is_in(QUEUED, PROCESSING))
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def expire_job(self, job: dict, now: str, message: str) -> bool:
+        """awaiting_upload -> failed(upload_expired), counted once."""
+        J, B = self.m.Job, self.m.Batch
+        actions = self._job_actions(job, JOB_FAILED, now) + [
+            J.completed_at.set(now), J.error_code.set("upload_expired"), J.error_message.set(message)]
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.update(J(job["batch_id"], job["job_id"]), actions=actions, condition=J.status == JOB_AWAITING)
+                tx.update(B(job["batch_id"]), actions=[B.failed.add(1), B.updated_at.set(now)],
+                          condition=B.status.is_in(QUEUED, PROCESSING))
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def reopen_job(self, job: dict, now: str) -> bool:
+        """failed -> processing for a retry (new attempt); the batch's failed count goes back down."""
+        J, B = self.m.Job, self.m.Batch
+        actions = self._job_actions(job, JOB_PROCESSING, now) + [
+            J.attempt.add(1), J.error_code.remove(), J.error_message.remove(), J.completed_at.remove(),
+            J.started_at.set(now)]
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                tx.update(J(job["batch_id"], job["job_id"]), actions=actions, condition=J.status == JOB_FAILED)
+                tx.update(B(job["batch_id"]), actions=[B.failed.add(-1), B.updated_at.set(now)],
+                          condition=B.status != CANCELLED)
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def cancel_job(self, job: dict, now: str) -> bool:
+        J = self.m.Job
+        try:
+            J(job["batch_id"], job["job_id"]).update(
+                actions=self._job_actions(job, JOB_CANCELLED, now) + [J.completed_at.set(now)],
+                condition=J.status.is_in(JOB_AWAITING, JOB_PROCESSING))
+        except UpdateError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def add_cancelled(self, batch_id: str, count: int, now: str) -> None:
+        B = self.m.Batch
+        B(batch_id).update(actions=[B.cancelled.add(count), B.updated_at.set(now)])
+
+    def finalize(self, batch: dict, status: str, now: str) -> bool:
+        """Write the final status and completed_at; the condition lets exactly one caller win."""
+        B = self.m.Batch
+        return self._move_batch(batch, batch["status"], status, now,
+                                [B.completed_at.set(now), B.open_shard.remove()])
+
+    def reopen_batch(self, batch: dict, now: str) -> bool:
+        """A final batch goes back to processing (retry); completed_at is set again when it ends."""
+        B = self.m.Batch
+        return self._move_batch(batch, batch["status"], PROCESSING, now,
+                                [B.completed_at.remove(), B.open_shard.set("open")])
+
+    def expired_batches(self, before: str, limit: int = 100) -> list[str]:
+        B = self.m.Batch
+        found = B.query("open", B.upload_expires_at <= before, index_name="open-expiry", limit=limit)
+        return [b.id for b in found]
+
+    def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]:
+        J = self.m.Job
+        for job in J.query(batch_id, filter_condition=J.status.is_in(*statuses), consistent_read=True):
+            yield _plain(job)
 
     def start_batch(self, batch: dict, now: str) -> bool:
         """queued -> processing, once; the aggregates move in the same transaction."""

@@ -13,6 +13,7 @@ from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
 from ..resources import ARCHIVE_PREFIX, OUTPUT_PREFIX, UPLOAD_PREFIX
 from .clock import iso, iso_precise, parse_iso, utcnow
+from .ownership import is_uuid, owned_batch
 from .paging import choice_param, decode_cursor, encode_cursor, limit_param
 from .views import batch_view, job_view, upload_view
 
@@ -93,7 +94,7 @@ class BatchService:
 
     # -- uploads of an existing batch (large batches, resuming) ------------
     def uploads(self, owner: str, batch_id: str, params: dict) -> dict:
-        batch = self._owned(owner, batch_id)
+        batch = owned_batch(self.repo, owner, batch_id)
         limit = limit_param(params, default=UPLOADS_PER_RESPONSE, maximum=UPLOADS_PER_RESPONSE)
         start = decode_cursor(params.get("cursor"), f"uploads|{batch_id}")
         page = self.repo.list_jobs(batch_id, limit, start)
@@ -109,14 +110,8 @@ class BatchService:
         return encode_cursor(f"uploads|{last_job['batch_id']}", key)
 
     # -- read ----------------------------------------------------------------
-    def _owned(self, owner: str, batch_id: str) -> dict:
-        batch = self.repo.get_batch(batch_id) if _is_uuid(batch_id) else None
-        if batch is None or batch["owner"] != owner:
-            raise NotFound(f"batch {batch_id} not found")
-        return batch
-
     def get(self, owner: str, batch_id: str, params: dict) -> dict:
-        batch = self._owned(owner, batch_id)
+        batch = owned_batch(self.repo, owner, batch_id)
         limit = limit_param(params, "jobs_limit", JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX)
         start = decode_cursor(params.get("jobs_cursor"), f"jobs|{batch_id}", "jobs_cursor")
         page = self.repo.list_jobs(batch_id, limit, start)
@@ -165,7 +160,7 @@ class BatchService:
 
     # -- jobs ----------------------------------------------------------------
     def get_job(self, owner: str, job_id: str) -> dict:
-        job = self.repo.find_job(job_id) if _is_uuid(job_id) else None
+        job = self.repo.find_job(job_id) if is_uuid(job_id) else None
         if job is None or job["owner"] != owner:
             raise NotFound(f"job {job_id} not found")
         batch = self.repo.get_batch(job["batch_id"])
@@ -191,7 +186,7 @@ class BatchService:
 
     # -- delete --------------------------------------------------------------
     def delete(self, owner: str, batch_id: str) -> None:
-        batch = self._owned(owner, batch_id)
+        batch = owned_batch(self.repo, owner, batch_id)
         # Records first: once the batch is gone nothing can start new work on it;
         # then every object under its prefixes (uploads, outputs, archives).
         try:
@@ -200,11 +195,3 @@ class BatchService:
             raise NotFound(f"batch {batch_id} not found") from None
         for prefix in (UPLOAD_PREFIX, OUTPUT_PREFIX, ARCHIVE_PREFIX):
             self.storage.delete_prefix(f"{prefix}{batch_id}/")
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except (ValueError, AttributeError, TypeError):
-        return False
-

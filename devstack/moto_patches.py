@@ -1,0 +1,86 @@
+"""Make moto's DynamoDB behave like DynamoDB under concurrency.
+
+moto 5.2 evaluates a TransactWriteItems condition and applies the write without
+any lock, and on a failed condition it restores a deep copy of every touched
+table, discarding writes other threads made meanwhile. Real DynamoDB runs each
+request atomically and transactions all-or-nothing. The local stack and tests
+therefore serialise DynamoDB requests (moto is GIL-bound, so this costs little)
+and evaluate transactions as: check every condition, then apply every write,
+which is atomic under the lock and needs no table copies.
+Installed by devstack (server mode) and tests/conftest.py (mock_aws).
+"""
+from __future__ import annotations
+
+import threading
+
+_LOCK = threading.RLock()
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+
+    def call_action(self):
+        with _LOCK:
+            return original(self)
+
+    DynamoHandler.call_action = call_action
+    DynamoDBBackend.transact_write_items = _transact_write_items
+    _installed = True
+
+
+def _transact_write_items(self, transact_items):
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        MultipleTransactionsException, TooManyTransactionsException, TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    seen, reasons, ops = set(), [], []
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        if op_type not in ("ConditionCheck", "Put", "Delete", "Update"):
+            raise ValueError("Unsupported transaction operation")
+        table_name = op["TableName"]
+        table = self.get_table(table_name)
+        if op_type == "Put":
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op["Key"]
+        ident = (table_name, str(dict(sorted(key.items()))))
+        if ident in seen:
+            raise MultipleTransactionsException()
+        seen.add(ident)
+        current = self.get_item(table_name, key)
+        condition = op.get("ConditionExpression")
+        if condition and not get_filter_expression(
+                condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")).expr(current):
+            old = (current.to_json()["Attributes"]
+                   if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current else None)
+            reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+        else:
+            reasons.append((None, None, None))
+        ops.append((op_type, op, table_name, key))
+    if any(code for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    for op_type, op, table_name, key in ops:
+        names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        if op_type == "Put":
+            self.put_item(table_name, op["Item"], expression_attribute_names=names,
+                          expression_attribute_values=values)
+        elif op_type == "Delete":
+            self.delete_item(table_name, key, expression_attribute_names=names, expression_attribute_values=values)
+        elif op_type == "Update":
+            self.update_item(table_name, key, update_expression=op["UpdateExpression"],
+                             expression_attribute_names=names, expression_attribute_values=values)
