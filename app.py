@@ -79,6 +79,15 @@ def _params() -> dict:
     return dict(app.current_request.query_params or {})
 
 
+def _flag(params: dict, name: str, default: bool = False) -> bool:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false, got {raw!r}")
+    return raw.lower() in ("true", "1")
+
+
 def _svc():
     return wiring.get()
 
@@ -175,6 +184,29 @@ def retry_batch(owner, batch_id):
     return {"batch": batch_view(_svc().processor.retry(owner, batch_id))}
 
 
+@api("/batches/{batch_id}/download")
+def download_batch(owner, batch_id):
+    """302 to the archive, or 202 + Retry-After while a large one is built; ?redirect=false
+    answers 200 with the URL instead of redirecting (for browsers, which cannot read a 302)."""
+    params = _params()
+    result = _svc().archives.request(owner, batch_id, partial=_flag(params, "partial"))
+    if result["status"] == "building":
+        return Response(status_code=202, body=result, headers={"Retry-After": str(result["retry_after"]),
+                                                               "Content-Type": "application/json"})
+    if not _flag(params, "redirect", default=True):
+        return result
+    return Response(status_code=302, body="", headers={"Location": result["url"]})
+
+
+@api("/jobs/{job_id}/download")
+def download_job(owner, job_id):
+    params = _params()
+    url = _svc().archives.job_output(owner, job_id, params.get("pipeline_id") or None)
+    if not _flag(params, "redirect", default=True):
+        return {"url": url}
+    return Response(status_code=302, body="", headers={"Location": url})
+
+
 @api("/batches/{batch_id}", methods=["DELETE"])
 def delete_batch(owner, batch_id):
     _svc().batches.delete(owner, batch_id)
@@ -209,3 +241,11 @@ def expire_uploads(event):
     if expired:
         app.log.info("expired %d uploads", expired)
     return {"expired": expired}
+
+
+@app.on_sqs_message(queue="imgbatch-archives", batch_size=1, name="build_archive")
+def build_archive(event):
+    """Builds archives too large for an API request; the client polls GET .../download."""
+    for record in event:
+        message = json.loads(record.body)
+        wiring.get().archives.build_requested(message["batch_id"], bool(message.get("partial")))

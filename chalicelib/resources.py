@@ -75,6 +75,10 @@ def _table(model) -> dict:
     return table
 
 
+def ttl_attribute(model) -> str | None:
+    return getattr(model.Meta, "ttl_attribute", None)
+
+
 def queue_attributes(dlq_arn: str) -> dict:
     return {
         "VisibilityTimeout": str(QUEUE_VISIBILITY_TIMEOUT),
@@ -91,23 +95,38 @@ def notification_configuration(queue_arn: str) -> dict:
     }]}
 
 
-def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, queue_name: str, region: str) -> dict:
-    """Create tables, bucket (CORS, lifecycle, notifications) and queues; return the queue URL/ARNs."""
+UPLOAD_QUEUE = "imgbatch-uploads"
+ARCHIVE_QUEUE = "imgbatch-archives"
+
+
+def _queue_with_dlq(sqs, name: str) -> tuple[str, str, str]:
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq",
+                               Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName=name, Attributes=queue_attributes(dlq_arn))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn, dlq_url
+
+
+def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, queue_name: str = UPLOAD_QUEUE,
+               archive_queue_name: str = ARCHIVE_QUEUE, region: str) -> dict:
+    """Create tables, bucket (CORS, lifecycle, notifications) and queues; return the queue URLs/ARNs."""
     existing = set(dynamodb.list_tables()["TableNames"])
-    for table in table_definitions(models):
+    for model, table in zip(models.all(), table_definitions(models)):
         if table["TableName"] not in existing:
             dynamodb.create_table(**table)
+            if ttl_attribute(model):
+                dynamodb.update_time_to_live(TableName=table["TableName"], TimeToLiveSpecification={
+                    "Enabled": True, "AttributeName": ttl_attribute(model)})
     if region == "us-east-1":
         s3.create_bucket(Bucket=bucket)
     else:
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": CORS_RULES})
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": LIFECYCLE_RULES})
-    dlq_url = sqs.create_queue(QueueName=f"{queue_name}-dlq",
-                               Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(QueueName=queue_name, Attributes=queue_attributes(dlq_arn))["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url, queue_arn, dlq_url = _queue_with_dlq(sqs, queue_name)
+    archive_url, _, archive_dlq_url = _queue_with_dlq(sqs, archive_queue_name)
     s3.put_bucket_notification_configuration(
         Bucket=bucket, NotificationConfiguration=notification_configuration(queue_arn))
-    return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url, "dlq_arn": dlq_arn}
+    return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url,
+            "archive_queue_url": archive_url, "archive_dlq_url": archive_dlq_url}

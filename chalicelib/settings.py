@@ -29,6 +29,11 @@ class Settings:
     meta_table: str = "imgbatch-meta"
     bucket: str = "imgbatch-local"
     upload_queue_url: str | None = None
+    archive_queue_url: str | None = None
+    # Archives up to these sizes are built inside the API request (API Gateway allows 29 s);
+    # larger ones are built by the build_archive function while the client polls (202).
+    archive_sync_max_bytes: int = 256 * 1024 * 1024
+    archive_sync_max_entries: int = 5000
     upload_ttl_seconds: int = 3600
     expiry_grace_seconds: int = 15
     download_ttl_seconds: int = 900
@@ -60,6 +65,9 @@ class Settings:
             meta_table=env.get("META_TABLE", default.meta_table),
             bucket=env.get("BUCKET_NAME", default.bucket),
             upload_queue_url=env.get("UPLOAD_QUEUE_URL") or None,
+            archive_queue_url=env.get("ARCHIVE_QUEUE_URL") or None,
+            archive_sync_max_bytes=num("ARCHIVE_SYNC_MAX_BYTES", default.archive_sync_max_bytes),
+            archive_sync_max_entries=num("ARCHIVE_SYNC_MAX_ENTRIES", default.archive_sync_max_entries),
             upload_ttl_seconds=num("UPLOAD_TTL_SECONDS", default.upload_ttl_seconds),
             expiry_grace_seconds=num("EXPIRY_GRACE_SECONDS", default.expiry_grace_seconds),
             download_ttl_seconds=num("DOWNLOAD_TTL_SECONDS", default.download_ttl_seconds),

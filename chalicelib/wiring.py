@@ -80,6 +80,13 @@ class Container:
         return Processor(self.repository, self.storage, self.settings, queue=self.queue)
 
     @cached_property
+    def archives(self):
+        from .adapters.queue import ArchiveQueue
+        from .services.archives import ArchiveService
+        return ArchiveService(self.repository, self.storage, self.s3, self.settings,
+                              ArchiveQueue(self.sqs, self.settings.archive_queue_url))
+
+    @cached_property
     def auth(self):
         from .services.auth import TokenResolver
         return TokenResolver(self.settings.local_api_tokens, self.repository)

@@ -63,8 +63,9 @@ class Stack:
         container = wiring.get()
         created = resources.create_all(
             models=container.models, dynamodb=container.dynamodb, s3=container.s3, sqs=container.sqs,
-            bucket=container.settings.bucket, queue_name="imgbatch-uploads", region=container.settings.region)
+            bucket=container.settings.bucket, region=container.settings.region)
         os.environ["UPLOAD_QUEUE_URL"] = created["queue_url"]
+        os.environ["ARCHIVE_QUEUE_URL"] = created["archive_queue_url"]
         wiring.reset()
         self.queue_url = created["queue_url"]
         self.dlq_url = created["dlq_url"]
@@ -72,7 +73,8 @@ class Stack:
         import app as chalice_app
         self.app = chalice_app.app
         for n in range(self.workers):
-            self._spawn(self._poll, f"poller-{n}")
+            self._spawn(lambda: self._poll(self.queue_url, "process_upload"), f"upload-poller-{n}")
+        self._spawn(lambda: self._poll(created["archive_queue_url"], "build_archive", batch=1), "archive-builder")
         self._spawn(self._sweep, "sweeper")
         self._serve_api()
 
@@ -113,14 +115,14 @@ class Stack:
             time.sleep(0.1)
 
     # -- event delivery ------------------------------------------------------
-    def _poll(self) -> None:
-        """Deliver queue messages as Lambda's SQS event source would: up to 10 per
+    def _poll(self, queue_url: str, handler: str, batch: int = 10) -> None:
+        """Deliver queue messages as Lambda's SQS event source would: up to `batch` per
         invocation, delete what succeeded, leave failures for redelivery."""
         from chalicelib import wiring
         sqs = wiring.get().sqs
         while not self._stop.is_set():
             try:
-                got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch, WaitTimeSeconds=1,
                                           AttributeNames=["ApproximateReceiveCount"])
             except Exception:
                 if self._stop.is_set():
@@ -131,20 +133,20 @@ class Stack:
             messages = got.get("Messages", [])
             if not messages:
                 continue
-            event = {"Records": [_lambda_record(m, self.queue_url) for m in messages]}
+            event = {"Records": [_lambda_record(m, queue_url) for m in messages]}
             try:
-                result = _invoke(self.app, "process_upload", event)
+                result = _invoke(self.app, handler, event)
                 failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
             except Exception:
-                log.exception("process_upload raised; every message of the batch will be redelivered")
+                log.exception("%s raised; every message of the batch will be redelivered", handler)
                 failed = {m["MessageId"] for m in messages}
             for m in messages:
                 if m["MessageId"] in failed:
                     # Locally, retry soon instead of after the 16-minute Lambda visibility timeout.
-                    sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"],
+                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"],
                                                   VisibilityTimeout=5)
                 else:
-                    sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
                     self.delivered += 1
 
     def _sweep(self) -> None:

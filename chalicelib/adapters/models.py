@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Type
 
 from pynamodb.attributes import (
-    BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute,
+    BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute,
 )
 from pynamodb.indexes import (
     AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection, LocalSecondaryIndex,
@@ -160,7 +160,12 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: 
         total_batches=NumberAttribute(null=True),
         files_current=NumberAttribute(null=True),
         total_files_all_time=NumberAttribute(null=True),
+        # archive build markers: one per (batch, content fingerprint) while a build runs
+        state=UnicodeAttribute(null=True),
+        started_at=UnicodeAttribute(null=True),
+        expires=TTLAttribute(null=True),
     )
+    meta_attrs["Meta"].ttl_attribute = "expires"
     for status in ("queued", "processing", "completed", "completed_with_errors", "failed", "cancelled"):
         meta_attrs[status] = NumberAttribute(null=True)
     Meta = type("MetaItem", (Model,), meta_attrs)

@@ -1,4 +1,5 @@
-"""The upload queue: re-processing requests (retry) travel the same path as S3 events."""
+"""Queues: re-processing requests (retry) travel the upload queue in the shape of S3 events;
+archive builds too large for an API request travel the archive queue."""
 from __future__ import annotations
 
 import json
@@ -23,3 +24,14 @@ def s3_event_for(key: str, bucket: str = "") -> dict:
     from urllib.parse import quote_plus
     return {"Records": [{"eventSource": "imgbatch:retry", "eventName": "ObjectCreated:Retry",
                          "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key)}}}]}
+
+
+class ArchiveQueue:
+    def __init__(self, sqs_client, queue_url: str | None):
+        self.sqs = sqs_client
+        self.url = queue_url
+
+    def request_build(self, batch_id: str, partial: bool) -> None:
+        if not self.url:
+            raise RuntimeError("ARCHIVE_QUEUE_URL is not configured")
+        self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps({"batch_id": batch_id, "partial": partial}))

@@ -6,11 +6,12 @@ Atomicity comes from DynamoDB itself: conditional writes and TransactWrite.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from ..domain.batches import (
@@ -374,6 +375,27 @@ class Repository:
                 return False
             raise
         return True
+
+    # -- archives ----------------------------------------------------------------
+    def all_jobs(self, batch_id: str) -> Iterable[dict]:
+        for job in self.m.Job.query(batch_id, consistent_read=True):
+            yield _plain(job)
+
+    def claim_archive_build(self, batch_id: str, fingerprint: str, now: str, stale_before: str) -> bool:
+        """One build per archive content; a build silent since `stale_before` may be taken over."""
+        M = self.m.Meta
+        marker = M(f"archive#{batch_id}#{fingerprint}", state="building", started_at=now)
+        marker.expires = timedelta(days=1)
+        try:
+            marker.save(condition=M.id.does_not_exist() | (M.started_at < stale_before))
+        except PutError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def release_archive_build(self, batch_id: str, fingerprint: str) -> None:
+        self.m.Meta(f"archive#{batch_id}#{fingerprint}").delete()
 
     # -- API tokens (stored hashed) -----------------------------------------
     def owner_for_token(self, digest: str) -> str | None:

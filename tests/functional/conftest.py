@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from chalice.test import Client
+from requests.structures import CaseInsensitiveDict
 from moto import mock_aws
 
 from chalicelib import resources, wiring
@@ -23,10 +25,9 @@ def aws(settings):
     with mock_aws():
         container = wiring.Container(settings)
         created = resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
-                                       sqs=container.sqs, bucket=settings.bucket, queue_name="imgbatch-uploads",
-                                       region=settings.region)
-        from dataclasses import replace
-        container = wiring.reset(replace(settings, upload_queue_url=created["queue_url"]))
+                                       sqs=container.sqs, bucket=settings.bucket, region=settings.region)
+        container = wiring.reset(replace(settings, upload_queue_url=created["queue_url"],
+                                         archive_queue_url=created["archive_queue_url"]))
         yield container
         wiring.reset()
 
@@ -46,6 +47,7 @@ class Api:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
         response = self.client.http.request(method, path, headers=h, body=data)
         response.data = json.loads(response.body) if response.body else None
+        response.headers = CaseInsensitiveDict(response.headers)
         return response
 
     def get(self, path, **kw):
