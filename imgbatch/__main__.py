@@ -1,0 +1,3 @@
+from imgbatch.cli import main
+
+main(prog_name="imgbatch")

@@ -1,0 +1,187 @@
+"""Long-running steps with live displays: uploading, waiting for a batch, downloading its ZIP.
+
+Each step drives the plain logic in upload.py / batches.py / download.py and shows rich progress
+on stderr (only on a terminal and never with --json), then a one-line summary on stdout.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Callable
+
+from rich.text import Text
+
+from imgbatch import render
+from imgbatch.app import EXIT_FAILURES, EXIT_INTERRUPTED, App, fail
+from imgbatch.batches import SUCCESS_STATUS, wait_until_final
+from imgbatch.download import DownloadHooks, SavedArchive, fetch_archive
+from imgbatch.files import Collection
+from imgbatch.upload import UploadInterrupted, UploadResult, Uploader, UploadTask
+
+
+def upload_and_follow(app: App, batch: dict, tasks: list[UploadTask], paths: tuple[Path, ...],
+                      found: Collection, *, wait: bool, download_dir: Path | None, concurrency: int,
+                      not_sent: int = 0) -> None:
+    """Upload, report, then optionally wait and download; exits with the documented codes.
+
+    `not_sent` counts files the batch waits for that are not among `tasks`: the batch cannot
+    complete without them, so waiting is pointless and the exit code is 1.
+    """
+    resume_hint = f"imgbatch resume {batch['id']} {shlex.join(str(p) for p in paths)}"
+    results: list[UploadResult] = []
+    if tasks:
+        try:
+            results = upload_with_progress(app, tasks, concurrency)
+        except UploadInterrupted as exc:
+            report_interrupted_upload(app, batch, exc.results, len(tasks), resume_hint)
+            fail(EXIT_INTERRUPTED)
+    failed = sorted((r for r in results if not r.ok), key=lambda r: r.task.file_name)
+    report_uploads(app, batch, results, failed, resume_hint)
+    incomplete = bool(failed) or not_sent > 0
+    archive = None
+    if incomplete and (wait or download_dir):
+        app.warn("Not waiting: the batch cannot finish before its upload window closes.")
+    if not incomplete and (wait or download_dir):
+        batch = wait_with_progress(app, batch)
+        if download_dir:
+            archive = download_finished(app, batch, download_dir)
+    if app.json:
+        app.emit({
+            "batch": batch,
+            "uploads": [upload_json(r) for r in sorted(results, key=lambda r: r.task.file_name)],
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in found.skipped],
+            "archive": archive_json(archive),
+        })
+    if incomplete or ((wait or download_dir) and batch.get("status") != SUCCESS_STATUS):
+        fail(EXIT_FAILURES)
+
+
+def upload_with_progress(app: App, tasks: list[UploadTask], concurrency: int) -> list[UploadResult]:
+    total = sum(task.size for task in tasks)
+    with render.upload_progress(app.err, disable=not app.show_progress) as progress:
+        bar = progress.add_task("upload", total=total, files=f"0/{len(tasks)} files")
+        finished = 0
+
+        def on_done(result: UploadResult) -> None:
+            nonlocal finished, total
+            finished += 1
+            if not result.ok:
+                # A failed file will never arrive: shrink the bar rather than leave it short.
+                total -= result.task.size
+            progress.update(bar, total=total, files=f"{finished}/{len(tasks)} files")
+
+        uploader = Uploader(app.storage, concurrency=concurrency, sleep=app.deps.sleep)
+        return uploader.run(tasks, on_bytes=lambda n: progress.advance(bar, n), on_done=on_done)
+
+
+def report_uploads(app: App, batch: dict, results: list[UploadResult], failed: list[UploadResult],
+                   resume_hint: str) -> None:
+    if not results:
+        app.say("Nothing to upload: the batch is not waiting for any of these files.")
+        return
+    sent = sum(r.task.size for r in results if r.ok)
+    app.say(f"Uploaded {len(results) - len(failed)} of {len(results)} files "
+            f"({render.human_size(sent)}).")
+    if not failed:
+        return
+    app.error(f"{len(failed)} file(s) failed to upload:")
+    for result in failed:
+        app.note(f"  {result.task.file_name}: {result.error}")
+    app.warn(
+        f"The batch waits for them until {render.short_time(batch.get('upload_expires_at'))}, then marks "
+        f"them failed (upload_expired).\n"
+        f"  Try them again:  {resume_hint}\n"
+        f"  Stop the batch:  imgbatch cancel {batch['id']}"
+    )
+
+
+def report_interrupted_upload(app: App, batch: dict, results: list[UploadResult], total: int,
+                              resume_hint: str) -> None:
+    uploaded = sum(1 for r in results if r.ok)
+    app.warn(
+        f"\nInterrupted: {uploaded} of {total} files were uploaded to batch "
+        f"{batch['base_directory_name']} ({batch['id']}).\n"
+        f"Files not uploaded by {render.short_time(batch.get('upload_expires_at'))} fail as upload_expired.\n"
+        f"  Continue:        {resume_hint}\n"
+        f"  Stop the batch:  imgbatch cancel {batch['id']}"
+    )
+
+
+def upload_json(result: UploadResult) -> dict:
+    return {"job_id": result.task.job_id, "file_name": result.task.file_name,
+            "path": str(result.task.path), "ok": result.ok, "attempts": result.attempts,
+            "status": result.status, "error": result.error}
+
+
+def archive_json(archive: SavedArchive | None) -> dict | None:
+    return None if archive is None else {"path": str(archive.path), "size": archive.size}
+
+
+def wait_with_progress(app: App, batch: dict) -> dict:
+    try:
+        with render.wait_progress(app.err, disable=not app.show_progress) as progress:
+            bar = progress.add_task(f"{batch.get('status', ''):<10}", total=100,
+                                    counts=render.counts_text(batch))
+
+            def on_update(current: dict) -> None:
+                percent = (current.get("progress") or {}).get("percent") or 0
+                progress.update(bar, completed=percent, description=f"{current.get('status', ''):<10}",
+                                counts=render.counts_text(current))
+
+            final = wait_until_final(app.api, batch["id"], sleep=app.sleep, on_update=on_update)
+    except KeyboardInterrupt:
+        app.warn(f"\nStopped waiting; the batch goes on processing on the server.\n"
+                 f"  Follow it again: imgbatch wait {batch['id']}\n"
+                 f"  Stop it:         imgbatch cancel {batch['id']}")
+        fail(EXIT_INTERRUPTED)
+    p = final.get("progress") or {}
+    app.say(Text.assemble(f"Batch {final['base_directory_name']} finished: ",
+                          render.status_text(final["status"]),
+                          f" ({p.get('succeeded', 0)} succeeded, {p.get('failed', 0)} failed, "
+                          f"{p.get('cancelled', 0)} cancelled)"))
+    return final
+
+
+def download_finished(app: App, batch: dict, dest: Path) -> SavedArchive | None:
+    if not (batch.get("progress") or {}).get("succeeded"):
+        app.warn("Nothing to download: no file of this batch succeeded.")
+        return None
+    return download_with_progress(app, batch["id"], dest, partial=False,
+                                  fallback_name=lambda: batch["base_directory_name"] + ".zip")
+
+
+def download_with_progress(app: App, batch_id: str, dest: Path, *, partial: bool,
+                           fallback_name: Callable[[], str]) -> SavedArchive:
+    # Two phases, two displays: a spinner while the API prepares the ZIP (no size yet), then a
+    # byte progress bar once storage answers.
+    waiting = app.err.status("Preparing the archive") if app.show_progress else None
+    progress = render.download_progress(app.err, disable=not app.show_progress)
+    bar = None
+
+    def on_wait(seconds: float) -> None:
+        if waiting is not None:
+            waiting.update(f"Preparing the archive (asking again in {seconds:.0f}s)")
+
+    def on_start(name: str, size: int | None) -> None:
+        nonlocal bar
+        if waiting is not None:
+            waiting.stop()
+        progress.start()
+        bar = progress.add_task(f"Downloading {name}", total=size)
+
+    hooks = DownloadHooks(on_wait=on_wait, on_start=on_start,
+                          on_bytes=lambda n: progress.advance(bar, n))
+    if waiting is not None:
+        waiting.start()
+    try:
+        saved = fetch_archive(app.api, app.storage, batch_id, dest, partial=partial,
+                              fallback_name=fallback_name, sleep=app.sleep, hooks=hooks)
+    finally:
+        if waiting is not None:
+            waiting.stop()
+        progress.stop()
+    app.say(f"Saved {saved.path} ({render.human_size(saved.size)})")
+    return saved
+
+
