@@ -26,5 +26,14 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not e2e" -x -q
 
+## Benchmarks (never part of `make test`): prints ratios measured side by side in one run.
+bench: install
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) -m bench $(BENCH_ARGS)
+
+## A deployable CloudFormation/SAM stack in build/package (see README "Deploy").
+package: install
+	$(PY) -m deploy.package $(PACKAGE_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -122,6 +122,14 @@ def web_asset(name):
     return _asset(name)
 
 
+@api("/openapi.json", public=True)
+def openapi():
+    """The OpenAPI 3 description of this API (chalicelib/openapi.json, validated in tests)."""
+    spec = Path(__file__).resolve().parent / "chalicelib" / "openapi.json"
+    return Response(status_code=200, body=spec.read_text(encoding="utf-8"),
+                    headers={"Content-Type": "application/json"})
+
+
 # -- pipelines ---------------------------------------------------------------
 @api("/pipelines", methods=["POST"], status=201)
 def create_pipeline(owner):

@@ -130,6 +130,10 @@ def _save(response: httpx.Response, dest_dir: Path, name: str, on_bytes: Callabl
                 size += len(chunk)
                 on_bytes(len(chunk))
         target = dest_dir / name
+        # mkstemp makes the file private (0600); give it the mode any new file would get
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, target)
     except BaseException:
         # Ctrl-C or a dropped connection: leave nothing half-written behind.
