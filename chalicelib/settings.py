@@ -36,6 +36,9 @@ class Settings:
     archive_sync_max_entries: int = 5000
     upload_ttl_seconds: int = 3600
     expiry_grace_seconds: int = 15
+    # A job still `processing` this long after its last change has exhausted SQS's
+    # redeliveries (5 receives x 16 min visibility) and is failed by the sweep.
+    stale_processing_seconds: int = 90 * 60
     download_ttl_seconds: int = 900
     limits: Limits = field(default_factory=Limits)
     local_api_tokens: Mapping[str, str] = field(default_factory=dict)
@@ -70,6 +73,7 @@ class Settings:
             archive_sync_max_entries=num("ARCHIVE_SYNC_MAX_ENTRIES", default.archive_sync_max_entries),
             upload_ttl_seconds=num("UPLOAD_TTL_SECONDS", default.upload_ttl_seconds),
             expiry_grace_seconds=num("EXPIRY_GRACE_SECONDS", default.expiry_grace_seconds),
+            stale_processing_seconds=num("STALE_PROCESSING_SECONDS", default.stale_processing_seconds),
             download_ttl_seconds=num("DOWNLOAD_TTL_SECONDS", default.download_ttl_seconds),
             limits=Limits(
                 max_files=num("MAX_FILES_PER_BATCH", default.limits.max_files),

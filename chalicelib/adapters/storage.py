@@ -49,6 +49,9 @@ class Storage:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
+    def delete(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under prefix; returns how many were deleted."""
         deleted = 0

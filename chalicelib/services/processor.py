@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from ..domain import imaging
 from ..domain.batches import (
@@ -60,7 +61,7 @@ class Processor:
             return "ignored"
         if batch["status"] == CANCELLED:
             if job["status"] in (JOB_AWAITING, "cancelled"):
-                self.storage.delete_prefix(key)  # arrived after cancel: not processed, not kept
+                self.storage.delete(key)  # arrived after cancel: not processed, not kept
             return "cancelled"
         if job["status"] == JOB_AWAITING:
             if not self.repo.claim_upload(job, self.now()):
@@ -90,7 +91,7 @@ class Processor:
         current = self.repo.get_job(job["batch_id"], job["job_id"])
         if outputs and (current is None or current["status"] == "cancelled"):
             for out in outputs:
-                self.storage.delete_prefix(out["key"])
+                self.storage.delete(out["key"])
         return "duplicate"
 
     def _render_and_store(self, batch: dict, job: dict) -> list[dict]:
@@ -168,17 +169,24 @@ class Processor:
     # -- upload expiry -------------------------------------------------------------
     def expire_uploads(self) -> int:
         """Fail files still awaiting upload after the batch's deadline (plus a grace for
-        uploads that were in flight), so every batch reaches a final status."""
-        from datetime import timedelta
-        cutoff = iso(self.clock() - timedelta(seconds=self.settings.expiry_grace_seconds))
+        uploads that were in flight), and files whose processing died for good (their
+        message went to the dead-letter queue), so every batch reaches a final status."""
+        now = self.clock()
+        cutoff = iso(now - timedelta(seconds=self.settings.expiry_grace_seconds))
+        stale = iso(now - timedelta(seconds=self.settings.stale_processing_seconds))
         expired = 0
         for batch_id in self.repo.expired_batches(cutoff):
             batch = self.repo.get_batch(batch_id)
             if batch is None or batch["status"] in FINAL_STATUSES:
                 continue
             message = f"the file was not uploaded before the upload deadline ({batch['upload_expires_at']})"
-            for job in self.repo.jobs_with_status(batch_id, (JOB_AWAITING,)):
-                expired += self.repo.expire_job(job, self.now(), message)
+            for job in self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)):
+                if job["status"] == JOB_AWAITING:
+                    expired += self.repo.expire_job(job, self.now(), message)
+                elif job["updated_at"] < stale:
+                    expired += self.repo.finish_job(job, int(job["attempt"]), self.now(), error=(
+                        "processing_failed", "processing did not finish after every retry; retry the batch "
+                                             "to try again"))
             self.finalize_if_done(batch_id)
         return expired
 

@@ -284,3 +284,28 @@ def test_uploads_that_never_arrive_expire(flow, aws, api):
     event = api.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                 resources=[])
     assert api.client.lambda_.invoke("expire_uploads", event).payload == {"expired": 0}
+
+
+def test_processing_that_died_for_good_is_failed_by_the_sweep(flow, aws, monkeypatch):
+    data = {"a.png": images.png(), "b.png": images.png()}
+    created = flow.create(data)
+    flow.upload(created, {"a.png": data["a.png"]})
+    flow.upload(created, {"b.png": data["b.png"]}, deliver=False)
+    key_b = next(u["fields"]["key"] for u in created["uploads"] if u["file_name"] == "b.png")
+    # the handler claims b, then every attempt crashes (its message ends in the DLQ)
+    monkeypatch.setattr(aws.storage, "head", lambda key: (_ for _ in ()).throw(RuntimeError("crash")))
+    assert flow.deliver(s3_body(key_b))["batchItemFailures"]
+    monkeypatch.undo()
+    processor = aws.processor
+    processor.clock = lambda: datetime.now(timezone.utc) + timedelta(seconds=3600 + 60)
+    assert processor.expire_uploads() == 0  # processing, but not stale yet
+    processor.clock = lambda: datetime.now(timezone.utc) + timedelta(seconds=91 * 60)
+    assert processor.expire_uploads() == 1
+    b = flow.batch(created["batch"]["id"])
+    assert b["status"] == "completed_with_errors"
+    job = next(j for j in b["jobs"] if j["file_name"] == "b.png")
+    assert job["error"]["code"] == "processing_failed"
+    # its input is stored, so it can be retried
+    assert flow.api.post(f"/batches/{created['batch']['id']}/retry").status_code == 200
+    flow.drain_queue()
+    assert flow.batch(created["batch"]["id"])["status"] == "completed"
