@@ -130,6 +130,11 @@ def openapi():
                     headers={"Content-Type": "application/json"})
 
 
+@api("/me")
+def whoami(owner):
+    return {"owner": owner}
+
+
 # -- pipelines ---------------------------------------------------------------
 @api("/pipelines", methods=["POST"], status=201)
 def create_pipeline(owner):

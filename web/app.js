@@ -203,7 +203,16 @@ function signOut(message) {
 
 async function enterApp() {
   showView();
-  await Promise.all([loadPipelines(), reloadBatches(), refreshStats()]);
+  await Promise.all([loadPipelines(), reloadBatches(), refreshStats(), showOwner()]);
+}
+
+async function showOwner() {
+  try {
+    const { data } = await request("GET", "me");
+    $("#session-label").textContent = `Signed in as ${data.owner}`;
+  } catch {
+    $("#session-label").textContent = "Signed in";
+  }
 }
 
 // -- stats ---------------------------------------------------------------------------

@@ -151,6 +151,7 @@ def test_sign_in_remembers_the_token_and_signs_out(browser, stack):
         expect(page.get_by_role("link", name="Batches", exact=True)).to_have_attribute("aria-current", "page")
         assert page.evaluate(f"localStorage.getItem({TOKEN_KEY!r})") == TOKEN
 
+        expect(page.locator("#session-label")).to_have_text("Signed in as studio")
         page.reload()  # remembered
         expect(page.locator("#view-batches")).to_be_visible()
         expect(page.locator("#stat-total")).to_have_text(re.compile(r"^\d[\d,]*$"))

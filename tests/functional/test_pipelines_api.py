@@ -92,3 +92,9 @@ def test_401_without_a_valid_token(api, token):
                          ("PUT", "/pipelines/x"), ("DELETE", "/pipelines/x")):
         r = api.call(method, path, {"name": "a", "format": "png"}, token=token)
         assert r.status_code == 401, (method, path)
+
+
+def test_me_names_the_tokens_owner(api):
+    assert api.get("/me").data == {"owner": "alice"}
+    assert api.get("/me", token="token-bob").data == {"owner": "bob"}
+    assert api.get("/me", token="nope").status_code == 401
