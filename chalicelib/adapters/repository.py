@@ -60,6 +60,18 @@ def batch_index_keys(owner: str, prefix: str, status: str, created_sk: str) -> d
     }
 
 
+def _update(item, actions: list, condition=None) -> tuple:
+    return ("update", item, {"actions": actions, "condition": condition})
+
+
+def _save(item, condition=None) -> tuple:
+    return ("save", item, {"condition": condition})
+
+
+def _delete(item, condition=None) -> tuple:
+    return ("delete", item, {"condition": condition})
+
+
 def _plain(item) -> dict:
     return {name: getattr(item, name) for name in item.get_attributes()}
 
@@ -70,19 +82,25 @@ class Repository:
         self.conn = connection
         self.meter = ReadMeter()
 
+    def _transact(self, *writes: tuple) -> bool:
+        """Apply the writes in one DynamoDB transaction; False when a condition fails."""
+        try:
+            with TransactWrite(connection=self.conn) as tx:
+                for method, item, kwargs in writes:
+                    getattr(tx, method)(item, **kwargs)
+        except TransactWriteError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
     # -- pipelines -------------------------------------------------------
     def create_pipeline(self, owner: str, pid: str, spec: dict, now: str) -> dict:
         P = self.m.Pipeline
         item = P(owner, f"pipeline#{pid}", id=pid, spec=spec, created_at=now, updated_at=now)
         guard = P(owner, f"name#{name_key(spec['name'])}", id=pid)
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.save(item, condition=P.sk.does_not_exist())
-                tx.save(guard, condition=P.sk.does_not_exist())
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                raise ConditionFailed("name taken") from exc
-            raise
+        if not self._transact(_save(item, P.sk.does_not_exist()), _save(guard, P.sk.does_not_exist())):
+            raise ConditionFailed("name taken")
         return self._pipeline(item)
 
     def get_pipeline(self, owner: str, pid: str) -> dict | None:
@@ -101,29 +119,19 @@ class Repository:
 
     def replace_pipeline(self, owner: str, pid: str, old_name: str, spec: dict, now: str) -> dict:
         P = self.m.Pipeline
-        item = P(owner, f"pipeline#{pid}")
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.update(item, actions=[P.spec.set(spec), P.updated_at.set(now)], condition=P.sk.exists())
-                if name_key(old_name) != name_key(spec["name"]):
-                    tx.delete(P(owner, f"name#{name_key(old_name)}"), condition=P.id == pid)
-                    tx.save(P(owner, f"name#{name_key(spec['name'])}", id=pid), condition=P.sk.does_not_exist())
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                raise ConditionFailed("name taken or pipeline gone") from exc
-            raise
+        writes = [_update(P(owner, f"pipeline#{pid}"), [P.spec.set(spec), P.updated_at.set(now)], P.sk.exists())]
+        if name_key(old_name) != name_key(spec["name"]):
+            writes += [_delete(P(owner, f"name#{name_key(old_name)}"), P.id == pid),
+                       _save(P(owner, f"name#{name_key(spec['name'])}", id=pid), P.sk.does_not_exist())]
+        if not self._transact(*writes):
+            raise ConditionFailed("name taken or pipeline gone")
         return self.get_pipeline(owner, pid)
 
     def delete_pipeline(self, owner: str, pid: str, name: str) -> None:
         P = self.m.Pipeline
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.delete(P(owner, f"pipeline#{pid}"), condition=P.sk.exists())
-                tx.delete(P(owner, f"name#{name_key(name)}"), condition=P.id == pid)
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                raise ConditionFailed("pipeline gone") from exc
-            raise
+        if not self._transact(_delete(P(owner, f"pipeline#{pid}"), P.sk.exists()),
+                              _delete(P(owner, f"name#{name_key(name)}"), P.id == pid)):
+            raise ConditionFailed("pipeline gone")
 
     @staticmethod
     def _pipeline(item) -> dict:
@@ -163,12 +171,12 @@ class Repository:
         with ThreadPoolExecutor(max_workers=min(8, len(chunks) or 1)) as pool:
             list(pool.map(self._write_jobs, chunks))
         n = batch["total_files"]
-        with TransactWrite(connection=self.conn) as tx:
-            tx.save(B(**batch), condition=B.id.does_not_exist())
-            tx.update(self._stats_update(batch["owner"]), actions=[
-                M.total_batches.add(1), getattr(M, batch["status"]).add(1),
-                M.files_current.add(n), M.total_files_all_time.add(n),
-            ])
+        if not self._transact(
+                _save(B(**batch), B.id.does_not_exist()),
+                _update(self._stats_update(batch["owner"]), [
+                    M.total_batches.add(1), getattr(M, batch["status"]).add(1),
+                    M.files_current.add(n), M.total_files_all_time.add(n)])):
+            raise ConditionFailed("batch id already exists")
 
     def _write_jobs(self, jobs: list[dict]) -> None:
         J = self.m.Job
@@ -226,37 +234,23 @@ class Repository:
         with J.batch_write() as writer:
             for job in keys:
                 writer.delete(job)
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.delete(B(batch["id"]), condition=B.id.exists())
-                tx.update(self._stats_update(batch["owner"]), actions=[
+        if not self._transact(
+                _delete(B(batch["id"]), B.id.exists()),
+                _update(self._stats_update(batch["owner"]), [
                     M.total_batches.add(-1), getattr(M, batch["status"]).add(-1),
-                    M.files_current.add(-batch["total_files"]),
-                ])
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                raise ConditionFailed("batch gone") from exc
-            raise
+                    M.files_current.add(-batch["total_files"])])):
+            raise ConditionFailed("batch gone")
 
     # -- state transitions ---------------------------------------------------
     def claim_upload(self, job: dict, now: str) -> bool:
         """awaiting_upload -> processing and the batch's `uploaded` += 1, atomically.
         False when the job already moved on (duplicate event) or the batch is final."""
         J, B = self.m.Job, self.m.Batch
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.update(J(job["batch_id"], job["job_id"]), actions=[
-                    J.status.set(JOB_PROCESSING), J.started_at.set(now), J.updated_at.set(now),
-                    J.owner_status.set(f"{job['owner']}#{JOB_PROCESSING}"),
-                    J.updated_sk.set(f"{now}#{job['job_id']}"), J.attempt.add(1),
-                ], condition=J.status == JOB_AWAITING)
-                tx.update(B(job["batch_id"]), actions=[B.uploaded.add(1), B.updated_at.set(now)],
-                          condition=B.status.is_in(QUEUED, PROCESSING))
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        return self._transact(
+            _update(J(job["batch_id"], job["job_id"]),
+                    self._job_actions(job, JOB_PROCESSING, now) + [J.started_at.set(now), J.attempt.add(1)],
+                    J.status == JOB_AWAITING),
+            _update(B(job["batch_id"]), [B.uploaded.add(1), B.updated_at.set(now)], B.status.is_in(QUEUED, PROCESSING)))
 
     def _job_actions(self, job: dict, status: str, now: str) -> list:
         J = self.m.Job
@@ -275,33 +269,18 @@ class Repository:
         else:
             actions += [J.outputs.set(outputs), J.error_code.remove(), J.error_message.remove()]
         counter = B.failed if error else B.succeeded
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.update(J(job["batch_id"], job["job_id"]), actions=actions,
-                          condition=(J.status == JOB_PROCESSING) & (J.attempt == attempt))
-                tx.update(B(job["batch_id"]), actions=[counter.add(1), B.updated_at.set(now)],
-                          condition=B.status.is_in(QUEUED, PROCESSING))
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        return self._transact(
+            _update(J(job["batch_id"], job["job_id"]), actions, (J.status == JOB_PROCESSING) & (J.attempt == attempt)),
+            _update(B(job["batch_id"]), [counter.add(1), B.updated_at.set(now)], B.status.is_in(QUEUED, PROCESSING)))
 
     def expire_job(self, job: dict, now: str, message: str) -> bool:
         """awaiting_upload -> failed(upload_expired), counted once."""
         J, B = self.m.Job, self.m.Batch
         actions = self._job_actions(job, JOB_FAILED, now) + [
             J.completed_at.set(now), J.error_code.set("upload_expired"), J.error_message.set(message)]
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.update(J(job["batch_id"], job["job_id"]), actions=actions, condition=J.status == JOB_AWAITING)
-                tx.update(B(job["batch_id"]), actions=[B.failed.add(1), B.updated_at.set(now)],
-                          condition=B.status.is_in(QUEUED, PROCESSING))
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        return self._transact(
+            _update(J(job["batch_id"], job["job_id"]), actions, J.status == JOB_AWAITING),
+            _update(B(job["batch_id"]), [B.failed.add(1), B.updated_at.set(now)], B.status.is_in(QUEUED, PROCESSING)))
 
     def reopen_job(self, job: dict, now: str) -> bool:
         """failed -> processing for a retry (new attempt); the batch's failed count goes back down."""
@@ -309,16 +288,9 @@ class Repository:
         actions = self._job_actions(job, JOB_PROCESSING, now) + [
             J.attempt.add(1), J.error_code.remove(), J.error_message.remove(), J.completed_at.remove(),
             J.started_at.set(now)]
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.update(J(job["batch_id"], job["job_id"]), actions=actions, condition=J.status == JOB_FAILED)
-                tx.update(B(job["batch_id"]), actions=[B.failed.add(-1), B.updated_at.set(now)],
-                          condition=B.status != CANCELLED)
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        return self._transact(
+            _update(J(job["batch_id"], job["job_id"]), actions, J.status == JOB_FAILED),
+            _update(B(job["batch_id"]), [B.failed.add(-1), B.updated_at.set(now)], B.status != CANCELLED))
 
     def cancel_job(self, job: dict, now: str) -> bool:
         J = self.m.Job
@@ -366,15 +338,9 @@ class Repository:
         B, M = self.m.Batch, self.m.Meta
         keys = batch_index_keys(batch["owner"], batch["customer_prefix"], new, batch["created_sk"])
         actions = [B.status.set(new), B.updated_at.set(now)] + [getattr(B, k).set(v) for k, v in keys.items()]
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                tx.update(B(batch["id"]), actions=actions + extra, condition=B.status == old)
-                tx.update(self._stats_update(batch["owner"]), actions=[getattr(M, old).add(-1), getattr(M, new).add(1)])
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        return self._transact(
+            _update(B(batch["id"]), actions + extra, B.status == old),
+            _update(self._stats_update(batch["owner"]), [getattr(M, old).add(-1), getattr(M, new).add(1)]))
 
     # -- archives ----------------------------------------------------------------
     def all_jobs(self, batch_id: str) -> Iterable[dict]:
