@@ -320,10 +320,11 @@ class Repository:
         return self._move_batch(batch, batch["status"], PROCESSING, now,
                                 [B.completed_at.remove(), B.open_shard.set("open")])
 
-    def expired_batches(self, before: str, limit: int = 100) -> list[str]:
+    def expired_batches(self, before: str) -> Iterable[str]:
+        """Open batches past their upload deadline (a sparse, keys-only index: cheap to walk)."""
         B = self.m.Batch
-        found = B.query("open", B.upload_expires_at <= before, index_name="open-expiry", limit=limit)
-        return [b.id for b in found]
+        for b in B.query("open", B.upload_expires_at <= before, index_name="open-expiry"):
+            yield b.id
 
     def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]:
         J = self.m.Job
