@@ -81,7 +81,7 @@ def test_each_event_three_times_shuffled_by_eight_workers_counts_once(moto_serve
     settings = Settings(endpoint_url=moto_server, local_api_tokens={"t": "studio"})
     container = wiring.Container(settings)
     created = resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
-                                   sqs=container.sqs, bucket=settings.bucket, queue_name="stress", region="us-east-1")
+                                   sqs=container.sqs, bucket=settings.bucket, region="us-east-1")
     container = wiring.Container(replace(settings, upload_queue_url=created["queue_url"]))
     pipeline = container.pipelines.create("studio", {"name": "t", "format": "jpeg", "width": 8})
     n = 300
