@@ -119,3 +119,45 @@ def test_each_event_three_times_shuffled_by_eight_workers_counts_once(moto_serve
     assert stats["completed"] == 1 and stats["processing"] == 0 and stats["queued"] == 0
     jobs = list(container.repository.jobs_with_status(bid, ("completed",)))
     assert len(jobs) == n and all(int(j["attempt"]) == 1 for j in jobs)
+
+
+KILLED_WORKER = """
+import os, sys
+from chalicelib import wiring
+from chalicelib.settings import Settings
+container = wiring.Container(Settings(endpoint_url=sys.argv[1]))
+repo = container.repository
+# die like a Lambda that hits its timeout: outputs are written, the commit never happens
+repo.finish_job = lambda *a, **k: os._exit(137)
+container.processor.process_key(sys.argv[2])
+"""
+
+
+def test_a_worker_killed_between_outputs_and_commit_is_repaired_by_redelivery(moto_server):
+    import subprocess
+    import sys
+    from chalicelib import resources, wiring
+    from chalicelib.settings import Settings
+    from tests.e2e.conftest import ROOT
+    container = wiring.Container(Settings(endpoint_url=moto_server))
+    resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
+                         sqs=container.sqs, bucket=container.settings.bucket, region="us-east-1")
+    pipeline = container.pipelines.create("studio", {"name": "t", "format": "jpeg", "width": 8})
+    body = images.png((16, 16))
+    created = container.batches.create("studio", {"pipeline_id": pipeline["id"], "files": [
+        {"name": "a.png", "size": len(body)}]})
+    key = created["uploads"][0]["fields"]["key"]
+    container.s3.put_object(Bucket=container.settings.bucket, Key=key, Body=body)
+    proc = subprocess.run([sys.executable, "-c", KILLED_WORKER, moto_server, key], cwd=ROOT, timeout=60)
+    assert proc.returncode == 137
+    bid = created["batch"]["id"]
+    outputs = container.s3.list_objects_v2(Bucket=container.settings.bucket, Prefix=f"outputs/{bid}/")
+    assert outputs.get("KeyCount") == 1  # written before the crash
+    batch = container.repository.get_batch(bid)
+    assert batch["status"] == "processing" and batch["succeeded"] == 0 and batch["uploaded"] == 1
+    # SQS redelivers the message after the visibility timeout: twice, to be sure
+    assert container.processor.process_key(key) == "completed"
+    assert container.processor.process_key(key) == "duplicate"
+    batch = container.repository.get_batch(bid)
+    assert (batch["status"], batch["uploaded"], batch["succeeded"], batch["failed"]) == ("completed", 1, 1, 0)
+    assert container.s3.list_objects_v2(Bucket=container.settings.bucket, Prefix=f"outputs/{bid}/")["KeyCount"] == 1
