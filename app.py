@@ -13,7 +13,7 @@ from pathlib import Path
 from chalice import AuthResponse, Chalice, Rate, Response
 
 from chalicelib import wiring
-from chalicelib.errors import BadRequest, NotFound, ServiceError, Unauthorized
+from chalicelib.errors import MISSING_TOKEN, BadRequest, NotFound, ServiceError, Unauthorized
 from chalicelib.services.auth import bearer_token
 from chalicelib.services.views import batch_view
 
@@ -35,7 +35,7 @@ def _owner() -> str:
     request = app.current_request
     owner = (request.context.get("authorizer") or {}).get("principalId")
     if not owner or owner == ANONYMOUS:
-        raise Unauthorized("missing or invalid API token: send the header 'Authorization: Bearer <token>'")
+        raise Unauthorized(MISSING_TOKEN)
     return owner
 
 

@@ -5,6 +5,10 @@ error came from us or from Chalice itself.
 """
 
 
+# Said by the app for an unknown token and by API Gateway (gateway response) for a missing one.
+MISSING_TOKEN = "missing or invalid API token: send the header 'Authorization: Bearer <token>'"
+
+
 class ServiceError(Exception):
     status = 500
     code = "InternalServerError"

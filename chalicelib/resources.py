@@ -15,6 +15,7 @@ OUTPUT_PREFIX = "outputs/"
 ARCHIVE_PREFIX = "archives/"
 QUEUE_VISIBILITY_TIMEOUT = 960   # > the processing function's 900 s timeout, as AWS requires
 QUEUE_MAX_RECEIVES = 5           # then the message goes to the dead-letter queue
+QUEUE_RETENTION_SECONDS = 4 * 24 * 3600   # SQS's default, stated: the DLQ must keep messages longer
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 ABORT_MULTIPART_DAYS = 1
 ARCHIVE_RETENTION_DAYS = 7
@@ -82,6 +83,7 @@ def ttl_attribute(model) -> str | None:
 def queue_attributes(dlq_arn: str) -> dict:
     return {
         "VisibilityTimeout": str(QUEUE_VISIBILITY_TIMEOUT),
+        "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": QUEUE_MAX_RECEIVES}),
     }
 
@@ -97,11 +99,20 @@ def notification_configuration(queue_arn: str) -> dict:
 
 UPLOAD_QUEUE = "imgbatch-uploads"
 ARCHIVE_QUEUE = "imgbatch-archives"
+QUEUES = (UPLOAD_QUEUE, ARCHIVE_QUEUE)   # each with a dead-letter queue, dlq_name(name)
+
+
+def dlq_name(name: str) -> str:
+    return f"{name}-dlq"
+
+
+def dlq_attributes() -> dict:
+    return {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
 
 
 def _queue_with_dlq(sqs, name: str) -> tuple[str, str, str]:
-    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq",
-                               Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})["QueueUrl"]
+    dlq_url = sqs.create_queue(QueueName=dlq_name(name),
+                               Attributes=dlq_attributes())["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     url = sqs.create_queue(QueueName=name, Attributes=queue_attributes(dlq_arn))["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

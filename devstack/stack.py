@@ -87,6 +87,9 @@ class Stack:
         from chalice.config import Config
         from chalice.local import LocalDevServer, ThreadedHTTPServer
 
+        from .gateway import install as gateway_responses
+        gateway_responses()
+
         class Server(ThreadedHTTPServer):
             # the stdlib default backlog of 5 refuses bursts (a browser, the CLI's parallel calls)
             request_queue_size = 128

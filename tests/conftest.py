@@ -3,9 +3,11 @@ import os
 
 import pytest
 
+from devstack.gateway import install as _gateway_responses
 from devstack.moto_patches import install as _atomic_moto_dynamodb
 
 _atomic_moto_dynamodb()
+_gateway_responses()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,6 +9,7 @@ FORMATS = ("png", "jpeg", "webp")
 FITS = ("contain", "cover", "exact")
 MAX_SIDE = 16384
 SETTINGS = ("format", "width", "height", "fit", "quality", "compression", "background", "keep_metadata", "upscale")
+NOT_NULL = ("fit", "quality", "compression", "background")
 _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 
@@ -17,6 +18,9 @@ def validate_pipeline(payload) -> dict:
     payload = require_object(payload)
     # Server-owned fields are tolerated so a client can PUT back what it GOT.
     reject_unknown(payload, ("name",) + SETTINGS + ("id", "created_at", "updated_at"))
+    for field in NOT_NULL:  # null would slip past the defaults below (and crash the hex check)
+        if field in payload and payload[field] is None:
+            raise Invalid(f"{field} must not be null; omit it to get the default")
     name = string(payload, "name", 100, required=True).strip()
     spec = {
         "name": name,

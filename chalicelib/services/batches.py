@@ -68,7 +68,7 @@ class BatchService:
                 "uploads_next_cursor": self._uploads_cursor(jobs[UPLOADS_PER_RESPONSE - 1]) if more else None}
 
     def _pipelines(self, owner: str, request: CreateBatch) -> list[dict]:
-        found = self.repo.get_pipelines(owner, request.pipeline_ids)
+        found = self.repo.get_pipelines(owner, [p for p in request.pipeline_ids if is_uuid(p)])  # ids are UUIDs
         missing = [p for p in request.pipeline_ids if p not in found]
         if missing:
             raise BadRequest(f"unknown pipeline id(s): {', '.join(missing)}; create them with POST /pipelines "
@@ -123,6 +123,8 @@ class BatchService:
     def list(self, owner: str, params: dict) -> dict:
         status = choice_param(params, "status", BATCH_STATUSES)
         prefix = (params.get("customer_prefix") or "").strip() or None
+        if prefix and len(prefix) > naming.MAX_PREFIX_LENGTH:   # index keys have a size limit in DynamoDB
+            raise BadRequest(f"customer_prefix must be at most {naming.MAX_PREFIX_LENGTH} characters")
         search = (params.get("search") or "").strip() or None
         if search and len(search) > 100:
             raise BadRequest("search must be at most 100 characters")

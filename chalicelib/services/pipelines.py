@@ -8,6 +8,7 @@ from ..domain.pipelines import validate_pipeline
 from ..domain.validation import Invalid
 from ..errors import BadRequest, Conflict, NotFound
 from .clock import iso, utcnow
+from .ownership import is_uuid
 
 
 class PipelineService:
@@ -24,7 +25,8 @@ class PipelineService:
             raise Conflict(f"a pipeline named {spec['name']!r} already exists; choose another name") from None
 
     def get(self, owner: str, pipeline_id: str) -> dict:
-        found = self.repo.get_pipeline(owner, pipeline_id)
+        # ids are UUIDs; anything else cannot exist (and may exceed DynamoDB's key size: a 500 in AWS)
+        found = self.repo.get_pipeline(owner, pipeline_id) if is_uuid(pipeline_id) else None
         if found is None:
             raise NotFound(f"pipeline {pipeline_id} not found")
         return found

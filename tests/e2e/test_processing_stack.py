@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
+import requests
 
 from tests import images
 from tests.e2e.conftest import LocalStack, free_port, upload, wait_for
@@ -70,8 +71,12 @@ def moto_server(monkeypatch):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    yield f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    # moto's backends are process-global: start every test from empty accounts
+    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    yield url
+    requests.post(f"{url}/moto-api/reset", timeout=10)
     server.stop()
 
 

@@ -271,7 +271,9 @@ def test_every_protected_route_needs_a_token(api, token):
     routes = [("GET", "/batches"), ("POST", "/batches"), ("GET", "/batches/stats"), ("GET", "/batches/x"),
               ("DELETE", "/batches/x"), ("GET", "/batches/x/uploads"), ("GET", "/jobs"), ("GET", "/jobs/x")]
     for method, path in routes:
-        assert api.call(method, path, {}, token=token).status_code == 401, (method, path)
+        r = api.call(method, path, {}, token=token)
+        assert r.status_code == 401, (method, path)
+        assert r.data["Code"] == "UnauthorizedError" and "Bearer" in r.data["Message"], r.data
     assert api.get("/health", token=token).status_code == 200
 
 

@@ -1,0 +1,346 @@
+"""The merge template for `chalice package --merge-template`, built from chalicelib/resources.py.
+
+Chalice generates the functions, their roles (from the per-function policy files in
+.chalice/), the REST API, the authorizer and the schedule. Everything else the app
+needs comes from here, derived from the same definitions `make run` and the tests use:
+
+- the four DynamoDB tables (keys, GSIs, LSI, TTL) from the PynamoDB models,
+- the bucket (CORS, lifecycle rules, S3 -> SQS notification) and the queue policy that lets
+  S3 send to the upload queue (only from our bucket, only from our account),
+- the upload and archive queues, each with its dead-letter queue,
+- per function: a fixed name, a log group with retention, the environment (table names,
+  BUCKET_NAME, UPLOAD_QUEUE_URL, ARCHIVE_QUEUE_URL as Ref/Fn::Sub) and, for process_upload,
+  ReportBatchItemFailures on its SQS event source,
+- API Gateway responses that answer auth failures in Chalice's error shape, with CORS.
+
+No cycles: the bucket's name is a fixed Fn::Sub string (never Ref/GetAtt to the bucket), so the
+queue policy can name the bucket while the bucket's notification depends on the queue policy.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from chalice.utils import to_cfn_resource_name
+
+from chalicelib import resources
+from chalicelib.errors import MISSING_TOKEN
+from chalicelib.adapters.models import build_models
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILE = ROOT / ".chalice" / "config.json"
+DEFAULT_STAGE = "prod"
+
+# (logical id, environment variable) per table, in the order of Models.all().
+TABLES = (("BatchesTable", "BATCHES_TABLE"), ("JobsTable", "JOBS_TABLE"),
+          ("PipelinesTable", "PIPELINES_TABLE"), ("MetaTable", "META_TABLE"))
+BUCKET = "StorageBucket"
+QUEUE_IDS = {resources.UPLOAD_QUEUE: "UploadQueue", resources.ARCHIVE_QUEUE: "ArchiveQueue"}
+QUEUE_URL_ENV = {resources.UPLOAD_QUEUE: "UPLOAD_QUEUE_URL", resources.ARCHIVE_QUEUE: "ARCHIVE_QUEUE_URL"}
+UPLOAD_QUEUE_POLICY = "UploadQueuePolicy"
+API = "RestAPI"  # Chalice's logical id of the REST API
+LOG_RETENTION_DAYS = 30
+# Functions whose handler returns {"batchItemFailures": [...]} (partial batch failure reporting).
+REPORTS_BATCH_ITEM_FAILURES = frozenset({"process_upload"})
+UNAUTHORIZED_MESSAGE = MISSING_TOKEN
+
+
+class TemplateError(RuntimeError):
+    """The app, its config and resources.py disagree; packaging must stop."""
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str                 # Chalice's name: api_handler, token_auth, process_upload, ...
+    logical_id: str           # its AWS::Serverless::Function in Chalice's template
+    queue: str | None = None  # SQS event source queue name
+    event_id: str | None = None
+
+    @property
+    def log_group_id(self) -> str:
+        return f"{self.logical_id}LogGroup"
+
+    @property
+    def function_name(self) -> dict:
+        return {"Fn::Sub": "${AWS::StackName}-" + self.name.replace("_", "-")}
+
+
+def dlq_id(queue: str) -> str:
+    return QUEUE_IDS[queue].replace("Queue", "DeadLetterQueue")
+
+
+def load_config(path: Path = CONFIG_FILE) -> dict:
+    return json.loads(path.read_text())
+
+
+def stage_environment(config: dict, stage: str = DEFAULT_STAGE) -> dict[str, str]:
+    """Chalice's environment for a stage: the top-level variables, then the stage's."""
+    if stage not in config.get("stages", {}):
+        raise TemplateError(f"stage {stage!r} is not in .chalice/config.json")
+    return {**config.get("environment_variables", {}), **config["stages"][stage].get("environment_variables", {})}
+
+
+def lambda_config(config: dict, stage: str, name: str) -> dict:
+    return config["stages"][stage].get("lambda_functions", {}).get(name, {})
+
+
+def app_functions(app=None) -> list[Function]:
+    """Every Lambda function Chalice makes for the app, with its logical id."""
+    if app is None:
+        from app import app
+    functions = []
+    if app.routes:
+        functions.append(Function("api_handler", "APIHandler"))
+    for auth in app.builtin_auth_handlers:
+        functions.append(Function(auth.name, to_cfn_resource_name(auth.name)))
+    for source in app.event_sources:
+        kind = type(source).__name__
+        logical_id = to_cfn_resource_name(source.name)
+        if kind == "SQSEventConfig":
+            if source.queue not in QUEUE_IDS:
+                raise TemplateError(f"{source.name} listens to queue {source.queue!r}, which resources.py "
+                                    f"does not define (known: {', '.join(QUEUE_IDS)})")
+            functions.append(Function(source.name, logical_id, source.queue,
+                                      to_cfn_resource_name(f"{source.name}-sqs-event-source")))
+        elif kind in ("ScheduledEventConfig", "CloudWatchEventConfig"):
+            functions.append(Function(source.name, logical_id))
+        else:
+            raise TemplateError(f"{source.name}: event source {kind} is not supported by the deploy template "
+                                "(S3 events cannot be packaged; use S3 -> SQS, see ARCHITECTURE.md)")
+    return functions
+
+
+def bucket_name_sub(config: dict, stage: str = DEFAULT_STAGE) -> str:
+    """A fixed, globally unique bucket name: the stage's BUCKET_NAME, the account and the region."""
+    return stage_environment(config, stage)["BUCKET_NAME"] + "-${AWS::AccountId}-${AWS::Region}"
+
+
+def table_names(config: dict, stage: str = DEFAULT_STAGE) -> dict[str, str]:
+    env = stage_environment(config, stage)
+    missing = [var for _, var in TABLES if not env.get(var)]
+    if missing:
+        raise TemplateError(f"stage {stage}: environment_variables lacks {', '.join(missing)}")
+    return {var: env[var] for _, var in TABLES}
+
+
+def models_for(config: dict, stage: str = DEFAULT_STAGE):
+    names = table_names(config, stage)
+    return build_models(batches=names["BATCHES_TABLE"], jobs=names["JOBS_TABLE"],
+                        pipelines=names["PIPELINES_TABLE"], meta=names["META_TABLE"],
+                        region="us-east-1", host=None)  # region/host do not enter the schema
+
+
+# -- resources.py (boto3 API spelling) -> CloudFormation spelling ----------------------
+
+def cfn_cors_rules(rules: list[dict]) -> list[dict]:
+    names = {"ID": "Id", "AllowedOrigins": "AllowedOrigins", "AllowedMethods": "AllowedMethods",
+             "AllowedHeaders": "AllowedHeaders", "ExposeHeaders": "ExposedHeaders", "MaxAgeSeconds": "MaxAge"}
+    out = []
+    for rule in rules:
+        unknown = set(rule) - set(names)
+        if unknown:
+            raise TemplateError(f"CORS rule field(s) {sorted(unknown)} have no CloudFormation mapping here")
+        out.append({names[k]: v for k, v in rule.items()})
+    return out
+
+
+def cfn_lifecycle_rules(rules: list[dict]) -> list[dict]:
+    out = []
+    for rule in rules:
+        cfn = {"Id": rule["ID"], "Status": rule["Status"]}
+        for key, value in rule.items():
+            if key in ("ID", "Status"):
+                continue
+            if key == "Filter":
+                if set(value) - {"Prefix"}:
+                    raise TemplateError(f"lifecycle rule {rule['ID']}: only prefix filters are mapped")
+                if value.get("Prefix"):
+                    cfn["Prefix"] = value["Prefix"]
+            elif key == "Expiration" and set(value) == {"Days"}:
+                cfn["ExpirationInDays"] = value["Days"]
+            elif key == "AbortIncompleteMultipartUpload":
+                cfn["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": value["DaysAfterInitiation"]}
+            else:
+                raise TemplateError(f"lifecycle rule {rule['ID']}: {key} has no CloudFormation mapping here")
+        out.append(cfn)
+    return out
+
+
+_QUEUE_ARN_PLACEHOLDER = "arn:placeholder:queue"
+
+
+def cfn_queue_notifications(queue_arn) -> list[dict]:
+    out = []
+    for config in resources.notification_configuration(_QUEUE_ARN_PLACEHOLDER)["QueueConfigurations"]:
+        rules = [{"Name": r["Name"], "Value": r["Value"]} for r in config.get("Filter", {}).get("Key", {}).get("FilterRules", [])]
+        for event in config["Events"]:
+            entry = {"Event": event, "Queue": queue_arn}
+            if rules:
+                entry["Filter"] = {"S3Key": {"Rules": rules}}
+            out.append(entry)
+    return out
+
+
+def cfn_queue(queue: str) -> dict:
+    attributes = resources.queue_attributes(_QUEUE_ARN_PLACEHOLDER)
+    redrive = json.loads(attributes.pop("RedrivePolicy"))
+    if redrive.pop("deadLetterTargetArn") != _QUEUE_ARN_PLACEHOLDER:
+        raise TemplateError("queue_attributes() must put the DLQ ARN in the redrive policy")
+    properties = {"QueueName": queue, "SqsManagedSseEnabled": True,
+                  "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id(queue), "Arn"]}, **redrive}}
+    for key, value in attributes.items():
+        properties[key] = int(value)
+    return {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+            "Properties": properties}
+
+
+def cfn_dead_letter_queue(queue: str) -> dict:
+    properties = {"QueueName": resources.dlq_name(queue), "SqsManagedSseEnabled": True}
+    properties.update({k: int(v) for k, v in resources.dlq_attributes().items()})
+    return {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+            "Properties": properties}
+
+
+def cfn_table(definition: dict, ttl: str | None) -> dict:
+    properties = dict(definition)
+    if ttl:
+        properties["TimeToLiveSpecification"] = {"AttributeName": ttl, "Enabled": True}
+    properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": properties}
+
+
+# -- the template ------------------------------------------------------------------
+
+GATEWAY_RESPONSES_KEY = "x-amazon-apigateway-gateway-responses"
+CORS_HEADERS = {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
+                "gatewayresponse.header.Access-Control-Allow-Headers":
+                    "'Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key'"}
+
+
+def gateway_responses() -> dict:
+    """API Gateway's own answers in Chalice's error shape, readable by browsers (CORS).
+
+    UNAUTHORIZED is what API Gateway answers itself when the Authorization header is missing
+    (the authorizer is not even called); ACCESS_DENIED when an authorizer denies. Both are
+    401 UnauthorizedError, like the app's own answer to an unknown token (API.md)."""
+    unauthorized = json.dumps({"Code": "UnauthorizedError", "Message": UNAUTHORIZED_MESSAGE})
+    generic = '{"Code": "$context.error.responseType", "Message": $context.error.messageString}'
+    out = {}
+    for response_type in ("UNAUTHORIZED", "ACCESS_DENIED"):
+        out[response_type] = {"statusCode": 401, "responseParameters": dict(CORS_HEADERS),
+                              "responseTemplates": {"application/json": unauthorized}}
+    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        out[response_type] = {"responseParameters": dict(CORS_HEADERS),
+                              "responseTemplates": {"application/json": generic}}
+    return out
+
+
+def environment(config: dict, stage: str) -> dict:
+    """What every function gets: the names the app's Settings.from_env reads."""
+    env = {var: {"Ref": logical_id} for logical_id, var in TABLES}
+    env["BUCKET_NAME"] = {"Fn::Sub": bucket_name_sub(config, stage)}
+    for queue, var in QUEUE_URL_ENV.items():
+        env[var] = {"Ref": QUEUE_IDS[queue]}
+    return env
+
+
+def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: list[Function] | None = None) -> dict:
+    config = load_config() if config is None else config
+    functions = app_functions() if functions is None else functions
+    _check_config(config, stage, functions)
+    out: dict = {"Resources": {}, "Outputs": {}}
+    res, outputs = out["Resources"], out["Outputs"]
+
+    models = models_for(config, stage)
+    for (logical_id, _), model, definition in zip(TABLES, models.all(), resources.table_definitions(models)):
+        res[logical_id] = cfn_table(definition, resources.ttl_attribute(model))
+        outputs[f"{logical_id}Name"] = {"Value": {"Ref": logical_id}}
+
+    for queue in resources.QUEUES:
+        res[dlq_id(queue)] = cfn_dead_letter_queue(queue)
+        res[QUEUE_IDS[queue]] = cfn_queue(queue)
+        outputs[f"{QUEUE_IDS[queue]}Url"] = {"Value": {"Ref": QUEUE_IDS[queue]}}
+        outputs[f"{dlq_id(queue)}Url"] = {"Value": {"Ref": dlq_id(queue)}}
+
+    bucket_name = bucket_name_sub(config, stage)
+    upload_queue = QUEUE_IDS[resources.UPLOAD_QUEUE]
+    res[UPLOAD_QUEUE_POLICY] = {"Type": "AWS::SQS::QueuePolicy", "Properties": {
+        "Queues": [{"Ref": upload_queue}],
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Sid": "BucketNotifications", "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": {"Fn::GetAtt": [upload_queue, "Arn"]},
+            "Condition": {
+                "ArnEquals": {"aws:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:s3:::" + bucket_name}},
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+            }}]}}}
+    res[BUCKET] = {
+        "Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+        # S3 checks that it may send to the queue when the notification is written.
+        "DependsOn": [UPLOAD_QUEUE_POLICY],
+        "Properties": {
+            "BucketName": {"Fn::Sub": bucket_name},
+            "CorsConfiguration": {"CorsRules": cfn_cors_rules(resources.CORS_RULES)},
+            "LifecycleConfiguration": {"Rules": cfn_lifecycle_rules(resources.LIFECYCLE_RULES)},
+            "NotificationConfiguration": {
+                "QueueConfigurations": cfn_queue_notifications({"Fn::GetAtt": [upload_queue, "Arn"]})},
+            "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                               "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        },
+    }
+    outputs["StorageBucketName"] = {"Value": {"Ref": BUCKET}}
+
+    env = environment(config, stage)
+    for fn in functions:
+        res[fn.log_group_id] = {
+            "Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+            "Properties": {"LogGroupName": {"Fn::Sub": "/aws/lambda/${AWS::StackName}-" + fn.name.replace("_", "-")},
+                           "RetentionInDays": LOG_RETENTION_DAYS}}
+        properties: dict = {"FunctionName": fn.function_name, "Environment": {"Variables": dict(env)}}
+        if fn.queue:
+            event = {"Queue": {"Fn::Sub": "${%s.Arn}" % QUEUE_IDS[fn.queue]}}  # Chalice uses Fn::Sub too
+            if fn.name in REPORTS_BATCH_ITEM_FAILURES:
+                event["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
+            properties["Events"] = {fn.event_id: {"Properties": event}}
+        # The log group exists (with its retention) before the function can write to it.
+        res[fn.logical_id] = {"DependsOn": [fn.log_group_id], "Properties": properties}
+
+    # Gateway responses live in the API definition itself (not as separate GatewayResponse
+    # resources, which drift from a RestApi defined by its Body).
+    if any(fn.name == "api_handler" for fn in functions):
+        res[API] = {"Properties": {"Name": {"Ref": "AWS::StackName"},
+                                   "DefinitionBody": {GATEWAY_RESPONSES_KEY: gateway_responses()}}}
+    return out
+
+
+def _check_config(config: dict, stage: str, functions: list[Function]) -> None:
+    """Least privilege needs one policy file per function, and SQS consumers need a
+    visibility timeout longer than the function may run."""
+    stage_config = config["stages"][stage]
+    if config.get("autogen_policy", True) or stage_config.get("autogen_policy", False):
+        raise TemplateError("autogen_policy must be false: Chalice only sees calls in app.py")
+    for fn in functions:
+        fn_config = lambda_config(config, stage, fn.name)
+        policy = fn_config.get("iam_policy_file")
+        if not policy:
+            raise TemplateError(f"stages.{stage}.lambda_functions.{fn.name}.iam_policy_file is missing: "
+                                "every function needs its own least-privilege policy")
+        if not (CONFIG_FILE.parent / policy).is_file():
+            raise TemplateError(f"policy file .chalice/{policy} for {fn.name} does not exist")
+        if fn.queue:
+            timeout = fn_config.get("lambda_timeout", stage_config.get("lambda_timeout", 60))
+            if resources.QUEUE_VISIBILITY_TIMEOUT < timeout:
+                raise TemplateError(f"{fn.name}: queue visibility timeout {resources.QUEUE_VISIBILITY_TIMEOUT} s is "
+                                    f"shorter than the function timeout {timeout} s")
+
+
+def write(path: Path, config: dict | None = None, stage: str = DEFAULT_STAGE) -> dict:
+    template = build(config, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(template, indent=2, sort_keys=False) + "\n")
+    return template

@@ -1,0 +1,170 @@
+"""Teach moto's CloudFormation the properties real CloudFormation applies and moto 5.2 ignores.
+
+moto's CloudFormation creates tables, buckets, queues, functions and roles, but silently drops
+some properties this stack relies on, and cannot create a REST API from a Swagger body. Without
+these patches `create_stack` would either fail (the API Deployment finds no methods) or succeed
+while skipping what we most want to check. Each patch hands the template's property to moto's
+own API implementation (the same code that answers boto3 calls), so moto still validates it:
+
+- AWS::DynamoDB::Table   TimeToLiveSpecification   -> UpdateTimeToLive
+- AWS::S3::Bucket        CorsConfiguration, LifecycleConfiguration, NotificationConfiguration,
+                         PublicAccessBlockConfiguration -> the Put* bucket calls
+- AWS::ApiGateway::RestApi  Name defaults to the body's title; the Swagger body's paths and
+                         methods become resources/methods (so the Deployment can be created);
+                         x-amazon-apigateway-gateway-responses become gateway responses
+- AWS::SQS::QueuePolicy  (no moto support at all) -> SetQueueAttributes(Policy)
+
+The translation from CloudFormation spelling back to the API spelling is written here
+independently of deploy/template.py, so a wrong mapping there shows up as a mismatch.
+"""
+from __future__ import annotations
+
+import json
+
+import boto3
+
+_installed = False
+
+
+def _client(service: str, region: str):
+    return boto3.client(service, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def api_cors(rules: list[dict]) -> list[dict]:
+    names = {"Id": "ID", "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+    return [{names.get(k, k): v for k, v in rule.items()} for rule in rules]
+
+
+def api_lifecycle(rules: list[dict]) -> list[dict]:
+    out = []
+    for rule in rules:
+        api = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+        if "ExpirationInDays" in rule:
+            api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+        if "AbortIncompleteMultipartUpload" in rule:
+            api["AbortIncompleteMultipartUpload"] = {
+                "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+        unknown = set(rule) - {"Id", "Status", "Prefix", "ExpirationInDays", "AbortIncompleteMultipartUpload"}
+        assert not unknown, f"unmapped lifecycle properties {unknown}"
+        out.append(api)
+    return out
+
+
+def api_notifications(config: dict) -> dict:
+    queues = []
+    for n, entry in enumerate(config.get("QueueConfigurations", [])):
+        api = {"Id": f"cfn-{n}", "QueueArn": entry["Queue"], "Events": [entry["Event"]]}
+        rules = entry.get("Filter", {}).get("S3Key", {}).get("Rules")
+        if rules:
+            api["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+        queues.append(api)
+    return {"QueueConfigurations": queues}
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    from moto.apigateway.models import RestAPI, apigateway_backends
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+    from moto.dynamodb.models.table import Table
+    from moto.s3.models import FakeBucket
+
+    table_create = Table.create_from_cloudformation_json.__func__
+
+    def create_table(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        table = table_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        ttl = cloudformation_json["Properties"].get("TimeToLiveSpecification")
+        if ttl:
+            _client("dynamodb", region_name).update_time_to_live(
+                TableName=table.name, TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])})
+        return table
+
+    Table.create_from_cloudformation_json = classmethod(create_table)
+
+    bucket_create = FakeBucket.create_from_cloudformation_json.__func__
+
+    def create_bucket(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        bucket = bucket_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        props = cloudformation_json.get("Properties", {})
+        s3 = _client("s3", region_name)
+        if "CorsConfiguration" in props:
+            s3.put_bucket_cors(Bucket=bucket.name, CORSConfiguration={
+                "CORSRules": api_cors(props["CorsConfiguration"]["CorsRules"])})
+        if "LifecycleConfiguration" in props:
+            s3.put_bucket_lifecycle_configuration(Bucket=bucket.name, LifecycleConfiguration={
+                "Rules": api_lifecycle(props["LifecycleConfiguration"]["Rules"])})
+        if "NotificationConfiguration" in props:
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket.name, NotificationConfiguration=api_notifications(props["NotificationConfiguration"]))
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(Bucket=bucket.name,
+                                       PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+        return bucket
+
+    FakeBucket.create_from_cloudformation_json = classmethod(create_bucket)
+
+    def create_rest_api(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json["Properties"]
+        body = props.get("Body") or {}
+        backend = apigateway_backends[account_id][region_name]
+        api = backend.create_rest_api(name=props.get("Name") or body.get("info", {}).get("title"),
+                                      description=props.get("Description", ""),
+                                      endpoint_configuration=props.get("EndpointConfiguration"))
+        for path, operations in sorted(body.get("paths", {}).items()):
+            parent = api.default
+            for part in [p for p in path.split("/") if p]:
+                child = next((r for r in api.resources.values()
+                              if r.parent_id == parent.id and r.path_part == part), None)
+                parent = child or backend.create_resource(api.id, parent.id, part)
+            for method, operation in operations.items():
+                if method.startswith("x-"):
+                    continue
+                auth = "CUSTOM" if operation.get("security") else "NONE"
+                backend.put_method(api.id, parent.id, method.upper(), auth)
+                integration = operation.get("x-amazon-apigateway-integration")
+                if integration:
+                    backend.put_integration(api.id, parent.id, method.upper(), integration["type"].upper(),
+                                            str(integration.get("uri")), integration.get("httpMethod", "POST"))
+        for response_type, response in body.get("x-amazon-apigateway-gateway-responses", {}).items():
+            api.put_gateway_response(response_type, response.get("statusCode"),
+                                     response.get("responseParameters", {}), response.get("responseTemplates", {}))
+        return api
+
+    RestAPI.create_from_cloudformation_json = classmethod(create_rest_api)
+
+    class QueuePolicy(CloudFormationModel):
+        __module__ = "moto.sqs.cfn_queue_policy"  # moto's model registry keys models by service
+
+        def __init__(self, queues, document):
+            self.queues = queues
+            self.document = document
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::SQS::QueuePolicy"
+
+        @staticmethod
+        def cloudformation_name_type():
+            return ""
+
+        @property
+        def physical_resource_id(self):
+            return ",".join(self.queues)
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name,
+                                            **kwargs):
+            props = cloudformation_json["Properties"]
+            sqs = _client("sqs", region_name)
+            for url in props["Queues"]:
+                sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+            return cls(props["Queues"], props["PolicyDocument"])
+
+    parsing.get_model_list.cache_clear()
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+    assert parsing.resource_class_from_type("AWS::SQS::QueuePolicy") is QueuePolicy
+    _installed = True

@@ -1,0 +1,195 @@
+"""The translated template creates a stack in moto's CloudFormation, and what it creates is what
+the app expects: compared with chalicelib/resources.py (the definitions `make run` and the
+tests use) and with the Settings the functions build from the environment the stack gives them.
+
+moto's CloudFormation skips some properties (TTL, bucket CORS/lifecycle/notifications, the REST
+API body, SQS queue policies); moto_cfn.py hands them to moto's API implementation, as real
+CloudFormation would. AWS::ApiGateway::Stage is not supported by moto and is not created.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from deploy_support import ACCOUNT, REGION, STACK, create_stack
+
+from chalicelib import resources
+from chalicelib.adapters.models import build_models
+from chalicelib.settings import Settings
+from deploy import template as tmpl
+
+
+@pytest.fixture(scope="module")
+def deployed(cfn_template, package_dir):
+    with mock_aws():
+        yield create_stack(cfn_template, package_dir)
+
+
+def client(service):
+    return boto3.client(service, region_name=REGION)
+
+
+def function_name(name: str) -> str:
+    return f"{STACK}-{name.replace('_', '-')}"
+
+
+@pytest.fixture(scope="module")
+def settings(deployed) -> Settings:
+    """What the app builds from the environment of the deployed API function."""
+    env = client("lambda").get_function_configuration(FunctionName=function_name("api_handler"))["Environment"]
+    return Settings.from_env({**env["Variables"], "AWS_REGION": REGION})
+
+
+def test_every_function_gets_the_settings_the_app_reads(deployed, settings):
+    assert settings.batches_table == deployed["BatchesTableName"]
+    assert settings.jobs_table == deployed["JobsTableName"]
+    assert settings.pipelines_table == deployed["PipelinesTableName"]
+    assert settings.meta_table == deployed["MetaTableName"]
+    assert settings.bucket == deployed["StorageBucketName"] == f"imgbatch-prod-uploads-{ACCOUNT}-{REGION}"
+    assert settings.upload_queue_url == deployed["UploadQueueUrl"]
+    assert settings.archive_queue_url == deployed["ArchiveQueueUrl"]
+    lam = client("lambda")
+    config = tmpl.load_config()
+    for fn in tmpl.app_functions():
+        cfg = lam.get_function_configuration(FunctionName=function_name(fn.name))
+        assert cfg["Environment"]["Variables"] == lam.get_function_configuration(
+            FunctionName=function_name("api_handler"))["Environment"]["Variables"], fn.name
+        assert cfg["Runtime"] == "python3.11" and cfg["Handler"] == ("app.app" if fn.name == "api_handler"
+                                                                     else f"app.{fn.name}")
+        wanted = tmpl.lambda_config(config, "prod", fn.name)
+        assert cfg["Timeout"] == wanted["lambda_timeout"] and cfg["MemorySize"] == wanted["lambda_memory_size"]
+
+
+def test_tables_match_the_models(deployed, settings):
+    ddb = client("dynamodb")
+    models = build_models(batches=settings.batches_table, jobs=settings.jobs_table,
+                          pipelines=settings.pipelines_table, meta=settings.meta_table, region=REGION, host=None)
+    for model, wanted in zip(models.all(), resources.table_definitions(models)):
+        table = ddb.describe_table(TableName=wanted["TableName"])["Table"]
+        assert table["KeySchema"] == wanted["KeySchema"]
+        assert sorted(table["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == wanted["AttributeDefinitions"]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+        def indexes(items):
+            return {i["IndexName"]: (i["KeySchema"], i["Projection"]) for i in items or []}
+        assert indexes(table.get("GlobalSecondaryIndexes")) == indexes(wanted.get("GlobalSecondaryIndexes"))
+        assert indexes(table.get("LocalSecondaryIndexes")) == indexes(wanted.get("LocalSecondaryIndexes"))
+        ttl = ddb.describe_time_to_live(TableName=wanted["TableName"])["TimeToLiveDescription"]
+        if resources.ttl_attribute(model):
+            assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": resources.ttl_attribute(model)}
+        else:
+            assert ttl["TimeToLiveStatus"] == "DISABLED"
+    assert len(resources.table_definitions(models)) == 4
+    assert any(d.get("LocalSecondaryIndexes") for d in resources.table_definitions(models))
+
+
+def test_bucket_cors_lifecycle_notifications_match_resources(deployed, settings):
+    s3 = client("s3")
+    bucket = settings.bucket
+    assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"] == resources.CORS_RULES
+    assert s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == resources.LIFECYCLE_RULES
+    queue_arn = client("sqs").get_queue_attributes(QueueUrl=settings.upload_queue_url,
+                                                   AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    got = s3.get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]
+    wanted = resources.notification_configuration(queue_arn)["QueueConfigurations"]
+    strip = (lambda configs: [{k: v for k, v in c.items() if k != "Id"} for c in configs])
+    assert strip(got) == strip(wanted)
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+
+
+def test_uploads_reach_the_upload_queue_and_nothing_else_does(deployed, settings):
+    s3, sqs = client("s3"), client("sqs")
+    s3.put_object(Bucket=settings.bucket, Key="outputs/not/an/upload.png", Body=b"x")
+    key = "uploads/3f0c3c8e-0000-4000-8000-000000000001/3f0c3c8e-0000-4000-8000-000000000002/a b.png"
+    s3.put_object(Bucket=settings.bucket, Key=key, Body=b"x")
+    keys = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not keys:
+        for m in sqs.receive_message(QueueUrl=settings.upload_queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            body = json.loads(m["Body"])
+            keys += [r["s3"]["object"]["key"] for r in body.get("Records", [])]
+    from chalicelib.services.processing import keys_in_message
+    # S3 URL-encodes the key in the event; the handler decodes it
+    assert keys_in_message(json.dumps({"Records": [{"s3": {"object": {"key": k}}} for k in keys]})) == [key]
+
+
+def test_queues_redrive_to_their_dead_letter_queues(deployed, settings):
+    sqs = client("sqs")
+    for queue_url, dlq_output in ((settings.upload_queue_url, "UploadDeadLetterQueueUrl"),
+                                  (settings.archive_queue_url, "ArchiveDeadLetterQueueUrl")):
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        dlq = sqs.get_queue_attributes(QueueUrl=deployed[dlq_output], AttributeNames=["All"])["Attributes"]
+        wanted = resources.queue_attributes(dlq["QueueArn"])
+        assert json.loads(attrs["RedrivePolicy"]) == json.loads(wanted["RedrivePolicy"])
+        assert attrs["VisibilityTimeout"] == wanted["VisibilityTimeout"]
+        assert attrs["MessageRetentionPeriod"] == wanted["MessageRetentionPeriod"]
+        assert dlq["MessageRetentionPeriod"] == resources.dlq_attributes()["MessageRetentionPeriod"]
+        assert int(dlq["MessageRetentionPeriod"]) > int(attrs["MessageRetentionPeriod"])
+        assert attrs["QueueArn"].rsplit(":", 1)[-1] in resources.QUEUES
+        assert dlq["QueueArn"].rsplit(":", 1)[-1] == resources.dlq_name(attrs["QueueArn"].rsplit(":", 1)[-1])
+
+
+def test_only_our_bucket_in_our_account_may_send_to_the_upload_queue(deployed, settings):
+    attrs = client("sqs").get_queue_attributes(QueueUrl=settings.upload_queue_url,
+                                               AttributeNames=["Policy", "QueueArn"])["Attributes"]
+    policy = json.loads(attrs["Policy"])
+    [statement] = policy["Statement"]
+    assert statement["Effect"] == "Allow" and statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage" and statement["Resource"] == attrs["QueueArn"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": f"arn:aws:s3:::{settings.bucket}"},
+                                      "StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    assert "Policy" not in client("sqs").get_queue_attributes(
+        QueueUrl=settings.archive_queue_url, AttributeNames=["Policy"]).get("Attributes", {})
+
+
+def test_event_sources_and_partial_batch_failures(deployed, settings):
+    lam, sqs = client("lambda"), client("sqs")
+    arn = (lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+    [upload] = lam.list_event_source_mappings(FunctionName=function_name("process_upload"))["EventSourceMappings"]
+    assert upload["EventSourceArn"] == arn(settings.upload_queue_url)
+    assert upload["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert upload["BatchSize"] == 10
+    [archive] = lam.list_event_source_mappings(FunctionName=function_name("build_archive"))["EventSourceMappings"]
+    assert archive["EventSourceArn"] == arn(settings.archive_queue_url) and archive["BatchSize"] == 1
+    for name in ("process_upload", "build_archive"):
+        timeout = lam.get_function_configuration(FunctionName=function_name(name))["Timeout"]
+        assert timeout <= resources.QUEUE_VISIBILITY_TIMEOUT, name
+
+
+def test_the_sweep_runs_every_minute(deployed):
+    events = client("events")
+    [rule] = [r for r in events.list_rules()["Rules"] if "ExpireUploads" in r["Name"]]
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
+    [target] = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"].endswith(f":function:{function_name('expire_uploads')}")
+
+
+def test_the_rest_api_has_every_route_behind_the_authorizer(deployed):
+    from app import app
+    apigw = client("apigateway")
+    [api] = apigw.get_rest_apis()["items"]
+    methods = {}
+    for resource in apigw.get_resources(restApiId=api["id"], limit=500)["items"]:
+        for method in resource.get("resourceMethods", {}):
+            if method != "OPTIONS":
+                methods[(resource["path"], method)] = apigw.get_method(
+                    restApiId=api["id"], resourceId=resource["id"], httpMethod=method)["authorizationType"]
+    wanted = {(path, method): "CUSTOM" if entry.authorizer else "NONE"
+              for path, entries in app.routes.items() for method, entry in entries.items()}
+    assert methods == wanted
+
+
+def test_auth_failures_answer_in_the_chalice_error_shape_with_cors(deployed):
+    apigw = client("apigateway")
+    [api] = apigw.get_rest_apis()["items"]
+    for response_type in ("UNAUTHORIZED", "ACCESS_DENIED"):
+        response = apigw.get_gateway_response(restApiId=api["id"], responseType=response_type)
+        assert str(response["statusCode"]) == "401"
+        body = json.loads(response["responseTemplates"]["application/json"])
+        assert body["Code"] == "UnauthorizedError" and "Authorization: Bearer" in body["Message"]
+        assert response["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"

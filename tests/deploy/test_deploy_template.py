@@ -1,0 +1,142 @@
+"""The packaged template: lint-clean after SAM translation, and generated from resources.py.
+
+cfn-lint does not expand SAM resources, so it would not see (for example) a dependency cycle
+between the bucket, the queue policy and the functions' roles: the template is translated
+with aws-sam-translator first (deploy_support.translate) and the result is linted.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+
+from deploy_support import REGION, translate, with_code_in_s3
+
+from chalicelib import resources
+from deploy import template as tmpl
+
+
+def lint_matches(template: dict) -> list[str]:
+    matches = lint(json.dumps(template), config=ManualArgs(regions=[REGION], include_checks=["I"]))
+    return [f"{m.rule.id} {m.message} ({'/'.join(map(str, m.path))})" for m in matches]
+
+
+def test_translated_template_is_plain_cloudformation(cfn_template):
+    assert "Transform" not in cfn_template
+    types = {r["Type"] for r in cfn_template["Resources"].values()}
+    assert not [t for t in types if t.startswith("AWS::Serverless::")]
+    assert {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::ApiGateway::RestApi",
+            "AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy",
+            "AWS::Events::Rule", "AWS::IAM::Role", "AWS::Logs::LogGroup"} <= types
+
+
+def test_cfn_lint_is_clean_after_sam_translation(cfn_template):
+    assert lint_matches(cfn_template) == []
+
+
+def test_cfn_lint_is_clean_on_the_sam_template_too(sam_template):
+    assert lint_matches(with_code_in_s3(sam_template)) == []
+
+
+def test_lint_after_translation_catches_a_cycle(sam_template):
+    """Why the bucket has a fixed Fn::Sub name: naming it with Ref in the queue policy makes a cycle
+    (bucket -> queue policy -> bucket) that the linter reports once the template is translated."""
+    broken = copy.deepcopy(with_code_in_s3(sam_template))
+    condition = broken["Resources"]["UploadQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
+    condition["ArnEquals"]["aws:SourceArn"] = {"Fn::GetAtt": ["StorageBucket", "Arn"]}
+    assert any(m.startswith("E3004") for m in lint_matches(translate(broken)))
+
+
+def test_tables_in_the_template_are_the_table_definitions(sam_template):
+    config = tmpl.load_config()
+    models = tmpl.models_for(config)
+    for (logical_id, _), model, wanted in zip(tmpl.TABLES, models.all(), resources.table_definitions(models)):
+        table = sam_template["Resources"][logical_id]
+        props = dict(table["Properties"])
+        ttl = props.pop("TimeToLiveSpecification", None)
+        assert props.pop("PointInTimeRecoverySpecification") == {"PointInTimeRecoveryEnabled": True}
+        assert props == wanted
+        assert ttl == ({"AttributeName": resources.ttl_attribute(model), "Enabled": True}
+                       if resources.ttl_attribute(model) else None)
+        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_merge_template_follows_resources_py(monkeypatch):
+    """Change resources.py and the template changes with it: nothing is copied by hand."""
+    monkeypatch.setattr(resources, "CORS_RULES", [{**resources.CORS_RULES[0], "MaxAgeSeconds": 7}])
+    monkeypatch.setattr(resources, "LIFECYCLE_RULES", resources.LIFECYCLE_RULES + [
+        {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": "outputs/"}, "Expiration": {"Days": 3}}])
+    monkeypatch.setattr(resources, "QUEUE_MAX_RECEIVES", 9)
+    monkeypatch.setattr(resources, "UPLOAD_PREFIX", "incoming/")
+    built = tmpl.build()["Resources"]
+    bucket = built["StorageBucket"]["Properties"]
+    assert bucket["CorsConfiguration"]["CorsRules"][0]["MaxAge"] == 7
+    assert {"Id": "x", "Status": "Enabled", "Prefix": "outputs/", "ExpirationInDays": 3} in \
+        bucket["LifecycleConfiguration"]["Rules"]
+    assert bucket["NotificationConfiguration"]["QueueConfigurations"][0]["Filter"] == {
+        "S3Key": {"Rules": [{"Name": "prefix", "Value": "incoming/"}]}}
+    assert built["UploadQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 9
+
+
+def test_unmappable_resource_settings_stop_the_build(monkeypatch):
+    monkeypatch.setattr(resources, "LIFECYCLE_RULES", [{"ID": "t", "Status": "Enabled", "Filter": {"Prefix": ""},
+                                                        "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}])
+    with pytest.raises(tmpl.TemplateError, match="Transitions"):
+        tmpl.build()
+
+
+def test_packaging_refuses_configs_that_break_least_privilege_or_sqs():
+    config = tmpl.load_config()
+    functions = tmpl.app_functions()
+    no_policy = copy.deepcopy(config)
+    del no_policy["stages"]["prod"]["lambda_functions"]["build_archive"]["iam_policy_file"]
+    with pytest.raises(tmpl.TemplateError, match="build_archive.iam_policy_file"):
+        tmpl.build(no_policy, functions=functions)
+    autogen = {**copy.deepcopy(config), "autogen_policy": True}
+    with pytest.raises(tmpl.TemplateError, match="autogen_policy"):
+        tmpl.build(autogen, functions=functions)
+    slow = copy.deepcopy(config)
+    slow["stages"]["prod"]["lambda_functions"]["process_upload"]["lambda_timeout"] = resources.QUEUE_VISIBILITY_TIMEOUT + 1
+    with pytest.raises(tmpl.TemplateError, match="visibility timeout"):
+        tmpl.build(slow, functions=functions)
+
+
+def test_every_function_is_configured_in_the_packaged_template(sam_template):
+    res = sam_template["Resources"]
+    env_names = {"BATCHES_TABLE", "JOBS_TABLE", "PIPELINES_TABLE", "META_TABLE", "BUCKET_NAME",
+                 "UPLOAD_QUEUE_URL", "ARCHIVE_QUEUE_URL"}
+    functions = tmpl.app_functions()
+    assert {fn.name for fn in functions} == {"api_handler", "token_auth", "process_upload", "build_archive",
+                                             "expire_uploads"}
+    for fn in functions:
+        props = res[fn.logical_id]["Properties"]
+        variables = props["Environment"]["Variables"]
+        assert set(variables) >= env_names, fn.name
+        assert all(isinstance(variables[n], dict) for n in env_names), "Ref/Fn::Sub, not copied literals"
+        assert props["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-" + fn.name.replace("_", "-")}
+        assert res[fn.log_group_id]["Properties"]["RetentionInDays"] == tmpl.LOG_RETENTION_DAYS
+        assert props["CodeUri"] == "./deployment.zip" and props["Runtime"] == "python3.11"
+    events = res["ProcessUpload"]["Properties"]["Events"]["ProcessUploadSqsEventSource"]["Properties"]
+    assert events["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert events["Queue"] == {"Fn::Sub": "${UploadQueue.Arn}"}
+    assert res["BuildArchive"]["Properties"]["Events"]["BuildArchiveSqsEventSource"]["Properties"]["Queue"] == \
+        {"Fn::Sub": "${ArchiveQueue.Arn}"}
+    assert res["ExpireUploads"]["Properties"]["Events"]["ExpireUploadsEvent"]["Properties"]["Schedule"] == \
+        "rate(1 minute)"
+
+
+def test_gateway_responses_are_in_the_api_definition(cfn_template):
+    body = cfn_template["Resources"]["RestAPI"]["Properties"]["Body"]
+    responses = body[tmpl.GATEWAY_RESPONSES_KEY]
+    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
+        assert responses[kind]["statusCode"] == 401
+        assert json.loads(responses[kind]["responseTemplates"]["application/json"]) == {
+            "Code": "UnauthorizedError", "Message": tmpl.UNAUTHORIZED_MESSAGE}
+        assert responses[kind]["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        assert "Access-Control-Allow-Origin" in json.dumps(responses[kind]["responseParameters"])
+    # the authorizer reads the Authorization header, which is what UNAUTHORIZED is about
+    [(name, scheme)] = body["securityDefinitions"].items()
+    assert scheme["name"] == "Authorization" and scheme["x-amazon-apigateway-authtype"] == "custom"

@@ -1,0 +1,245 @@
+"""A representative run of every Lambda function, against the resources a stack created.
+
+Drives the app as AWS would: API requests through Chalice's test client (authorizer first,
+then the route), SQS batches to process_upload and build_archive, the scheduled sweep to
+expire_uploads. Covers create/upload/process (good, bad, missing upload), list/read/stats,
+downloads (inline and via the archive queue), retry, cancel (and an upload arriving after
+it, and a cancel racing a processing worker), upload expiry, delete, and the archive
+writer's multipart and abort paths. Every AWS call is recorded with the function it ran in.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import replace
+from urllib.parse import quote_plus
+
+from iam_calls import Recorder
+
+OWNER = "studio"
+
+
+def _image(fmt: str, size=(64, 48)) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _s3_event(bucket: str, key: str) -> str:
+    return json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Post",
+                                    "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key)}}}]})
+
+
+class Workload:
+    def __init__(self, recorder: Recorder, settings, client_factory):
+        self.rec = recorder
+        self.settings = settings
+        self.client_factory = client_factory
+
+    # -- plumbing ----------------------------------------------------------------------
+    def http(self, method: str, path: str, body=None, token: str | None = None, expect: int | None = None):
+        headers = {"content-type": "application/json", "accept": "*/*"}
+        token = self.token if token is None else token
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else b""
+        with self.rec.function("api_handler"):
+            response = self.client.http.request(method, path, headers=headers, body=data)
+        payload = json.loads(response.body) if response.body and response.body[:1] in (b"{", b"[") else None
+        if expect is not None:
+            assert response.status_code == expect, (method, path, response.status_code, response.body[:500])
+        return response.status_code, payload
+
+    def sqs_invoke(self, function: str, queue: str, bodies: list[str]):
+        event = self.client.events.generate_sqs_event(message_bodies=bodies, queue_name=queue)
+        with self.rec.function(function):
+            return self.client.lambda_.invoke(function, event).payload
+
+    def process(self, *keys: str):
+        return self.sqs_invoke("process_upload", "imgbatch-uploads", [_s3_event(self.settings.bucket, k) for k in keys])
+
+    def upload(self, upload: dict, data: bytes) -> None:
+        # The browser's presigned POST; moto does not enforce the policy, the size check is the app's.
+        self.s3.put_object(Bucket=self.settings.bucket, Key=upload["fields"]["key"], Body=data)
+
+    def sweep(self):
+        event = self.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                                     resources=[], region=self.settings.region)
+        with self.rec.function("expire_uploads"):
+            return self.client.lambda_.invoke("expire_uploads", event).payload
+
+    def build_archives(self) -> int:
+        """What the archive queue's event source mapping does: receive, invoke build_archive."""
+        got = self.sqs.receive_message(QueueUrl=self.settings.archive_queue_url, MaxNumberOfMessages=10)
+        messages = got.get("Messages", [])
+        for m in messages:
+            self.sqs_invoke("build_archive", "imgbatch-archives", [m["Body"]])
+            self.sqs.delete_message(QueueUrl=self.settings.archive_queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return len(messages)
+
+    def new_batch(self, pipeline_ids, files) -> tuple[dict, list[dict]]:
+        _, data = self.http("POST", "/batches", {"pipeline_ids": pipeline_ids, "files": files}, expect=201)
+        return data["batch"], data["uploads"]
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> None:
+        import app as app_module
+        from chalicelib import wiring
+        from deploy.tokens import create_token
+
+        import boto3
+        self.s3 = boto3.client("s3", region_name=self.settings.region)
+        self.sqs = boto3.client("sqs", region_name=self.settings.region)
+        authorizer = app_module.token_auth
+        original = authorizer.func
+
+        def token_auth(request):
+            with self.rec.function("token_auth"):
+                return original(request)
+
+        authorizer.func = token_auth
+        try:
+            container = wiring.reset(self.settings)
+            self.token = create_token(container.repository, OWNER)   # the admin command's code path
+            with self.client_factory(app_module.app) as self.client:
+                self._run(container)
+        finally:
+            authorizer.func = original
+            wiring.reset()
+
+    def _run(self, container) -> None:
+        # auth: no token, an unknown token
+        self.http("GET", "/batches", token="", expect=401)
+        self.http("GET", "/batches", token="not-a-token", expect=401)
+        self.http("GET", "/health", expect=200)
+
+        # pipelines
+        _, web = self.http("POST", "/pipelines", {"name": "web", "format": "jpeg", "width": 32}, expect=201)
+        _, thumb = self.http("POST", "/pipelines", {"name": "thumb", "format": "png", "width": 16}, expect=201)
+        _, spare = self.http("POST", "/pipelines", {"name": "spare", "format": "webp"}, expect=201)
+        web, thumb, spare = web["pipeline"], thumb["pipeline"], spare["pipeline"]
+        self.http("GET", "/pipelines", expect=200)
+        self.http("GET", f"/pipelines/{web['id']}", expect=200)
+        self.http("PUT", f"/pipelines/{spare['id']}", {"name": "spare2", "format": "webp"}, expect=200)
+        self.http("POST", "/pipelines", {"name": "web", "format": "png"}, expect=409)
+        self.http("DELETE", f"/pipelines/{spare['id']}", expect=204)
+
+        # a batch: two good images, one that is not an image, one never uploaded
+        batch, uploads = self.new_batch([web["id"], thumb["id"]], [
+            {"name": "PL_DXB1_Front.png", "size": len(_image("PNG")), "content_type": "image/png"},
+            {"name": "PL_DXB1_Back.jpg", "size": len(_image("JPEG")), "content_type": "image/jpeg"},
+            {"name": "PL_DXB1_Side.png", "size": 9, "content_type": "image/png"},
+            {"name": "PL_DXB1_Top.png", "size": 100, "content_type": "image/png"},
+        ])
+        by_name = {u["file_name"]: u for u in uploads}
+        self.upload(by_name["PL_DXB1_Front.png"], _image("PNG"))
+        self.upload(by_name["PL_DXB1_Back.jpg"], _image("JPEG"))
+        self.upload(by_name["PL_DXB1_Side.png"], b"not image")
+        keys = [by_name[n]["fields"]["key"] for n in ("PL_DXB1_Front.png", "PL_DXB1_Back.jpg", "PL_DXB1_Side.png",
+                                                         "PL_DXB1_Top.png")]
+        result = self.process(*keys)
+        assert result == {"batchItemFailures": []}, result
+        self.process(keys[0])  # a duplicate delivery
+        bid = batch["id"]
+        _, got = self.http("GET", f"/batches/{bid}", expect=200)
+        assert got["batch"]["status"] == "completed_with_errors", got["batch"]
+
+        # reads
+        for query in ("", "?status=completed_with_errors", "?customer_prefix=PL_DXB", "?search=dxb",
+                      "?sort_by=total_files", "?sort_by=status&sort_order=asc", "?limit=1"):
+            self.http("GET", f"/batches{query}", expect=200)
+        self.http("GET", "/batches/stats", expect=200)
+        self.http("GET", f"/batches/{bid}/uploads", expect=200)
+        self.http("GET", f"/batches/{bid}?jobs_limit=1", expect=200)
+        job_id = got["batch"]["jobs"][0]["id"]
+        self.http("GET", f"/jobs/{job_id}", expect=200)
+        self.http("GET", "/jobs?status=failed", expect=200)
+        self.http("GET", "/jobs?grouped=true", expect=200)
+        self.http("GET", f"/jobs/{job_id}/download?redirect=false&pipeline_id={web['id']}", expect=200)
+        self.http("GET", f"/batches/{bid}/download?redirect=false", expect=200)   # built inline
+        self.http("GET", f"/batches/{bid}/download", expect=302)                  # cached now
+
+        # retry: the bad file is stored, so it goes round again (and fails again)
+        self.http("POST", f"/batches/{bid}/retry", expect=200)
+        got = self.sqs.receive_message(QueueUrl=self.settings.upload_queue_url, MaxNumberOfMessages=10)
+        bodies = [m["Body"] for m in got.get("Messages", [])]
+        assert bodies, "retry sent nothing to the upload queue"
+        self.sqs_invoke("process_upload", "imgbatch-uploads", bodies)
+
+        # a large archive: built by build_archive after the API queued it (202)
+        from chalicelib import wiring
+        wiring.reset(replace(self.settings, archive_sync_max_bytes=0))
+        status, body = self.http("GET", f"/batches/{bid}/download?redirect=false")
+        assert status == 202, (status, body)
+        assert self.build_archives() == 1
+        wiring.reset(self.settings)
+        self.http("GET", f"/batches/{bid}/download?redirect=false", expect=200)
+
+        # the archive writer's multipart path and its abort path (archives over one 16 MiB part)
+        self._multipart(bid)
+
+        # cancel: one file processed, then cancel; a late upload is discarded
+        batch2, uploads2 = self.new_batch([web["id"]], [
+            {"name": "a.png", "size": len(_image("PNG")), "content_type": "image/png"},
+            {"name": "b.png", "size": len(_image("PNG")), "content_type": "image/png"},
+            {"name": "c.png", "size": len(_image("PNG")), "content_type": "image/png"}])
+        self.upload(uploads2[0], _image("PNG"))
+        self.process(uploads2[0]["fields"]["key"])
+        self._cancel_racing_worker(batch2, uploads2[1])
+        self.http("POST", f"/batches/{batch2['id']}/cancel", expect=409)
+        self.upload(uploads2[2], _image("PNG"))
+        self.process(uploads2[2]["fields"]["key"])   # after cancel: deleted, not processed
+
+        # expiry: a batch whose uploads never come
+        wiring.reset(replace(self.settings, upload_ttl_seconds=1, expiry_grace_seconds=0))
+        batch3, _ = self.new_batch([web["id"]], [{"name": "late.png", "size": 10, "content_type": "image/png"}])
+        time.sleep(1.2)
+        assert self.sweep() == {"expired": 1}
+        wiring.reset(self.settings)
+
+        # delete everything of the first batches
+        for b in (bid, batch2["id"], batch3["id"]):
+            self.http("DELETE", f"/batches/{b}", expect=204)
+        self.http("GET", f"/batches/{bid}", expect=404)
+
+    def _cancel_racing_worker(self, batch: dict, upload: dict) -> None:
+        """The user cancels while a worker renders: the worker's commit loses and it removes its outputs."""
+        from chalicelib import wiring
+        from chalicelib.domain import imaging
+
+        self.upload(upload, _image("PNG"))
+        render = imaging.render
+
+        def render_then_cancel(*args, **kwargs):
+            out = render(*args, **kwargs)
+            with self.rec.function("api_handler"):
+                wiring.get().processor.cancel(OWNER, batch["id"])
+            return out
+
+        imaging.render = render_then_cancel
+        try:
+            self.process(upload["fields"]["key"])
+        finally:
+            imaging.render = render
+        job = wiring.get().repository.get_job(batch["id"], upload["job_id"])
+        assert job["status"] == "cancelled", job
+
+    def _multipart(self, batch_id: str) -> None:
+        from chalicelib import wiring
+        from chalicelib.adapters.multipart import MIN_PART_SIZE, MultipartUpload
+
+        s3 = wiring.get().s3
+        for function in ("api_handler", "build_archive"):
+            with self.rec.function(function):
+                key = f"archives/{batch_id}/probe/{function}.zip"
+                with MultipartUpload(s3, self.settings.bucket, key, part_size=MIN_PART_SIZE) as upload:
+                    upload.write(b"\0" * (MIN_PART_SIZE + 10))
+                    upload.complete()
+                try:
+                    with MultipartUpload(s3, self.settings.bucket, key + ".failed", part_size=MIN_PART_SIZE) as upload:
+                        upload.write(b"\0" * (MIN_PART_SIZE + 10))
+                        raise RuntimeError("source object vanished")
+                except RuntimeError:
+                    pass
