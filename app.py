@@ -237,7 +237,9 @@ def get_job(owner, job_id):
 
 
 # -- events ------------------------------------------------------------------
-@app.on_sqs_message(queue="imgbatch-uploads", batch_size=10, name="process_upload")
+# Every file's two transactions touch its batch's item; DynamoDB takes ~1,000 WCU/s per
+# item, about 125 files/s at 8 WCU each (docs/benchmarks.md), so concurrency stays below that.
+@app.on_sqs_message(queue="imgbatch-uploads", batch_size=10, name="process_upload", maximum_concurrency=50)
 def process_upload(event):
     """S3 ObjectCreated -> SQS -> here. Failed records are reported one by one so
     SQS redelivers only those (ReportBatchItemFailures)."""

@@ -52,7 +52,7 @@ class Container:
 
     @cached_property
     def repository(self) -> Repository:
-        conn = Connection(region=self.settings.region, host=self.settings.endpoint_url)
+        conn = Connection(region=self.settings.region, host=self.settings.endpoint_url, max_retry_attempts=8)
         return Repository(self.models, conn)
 
     @cached_property

@@ -45,7 +45,8 @@ class Models:
 
 
 def _meta(table: str, region: str, host: str | None):
-    attrs = {"table_name": table, "region": region, "billing_mode": "PAY_PER_REQUEST"}
+    # botocore's retries for throttling; PynamoDB's own default is 3
+    attrs = {"table_name": table, "region": region, "billing_mode": "PAY_PER_REQUEST", "max_retry_attempts": 8}
     if host:
         attrs["host"] = host
     return type("Meta", (), attrs)

@@ -5,6 +5,8 @@ Atomicity comes from DynamoDB itself: conditional writes and TransactWrite.
 """
 from __future__ import annotations
 
+import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from dataclasses import dataclass
@@ -23,6 +25,10 @@ from .models import Models, batch_index_name
 
 STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
 JOB_WRITE_CHUNK = 250
+TRANSACTION_ATTEMPTS = 10
+RETRYABLE_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ThrottlingException",
+                             "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
+                             "RequestLimitExceeded", "TransactionInProgressException"})
 SEARCH_SCAN_BUDGET = 1000  # index items examined per search request before handing back a cursor
 
 
@@ -50,6 +56,11 @@ def _conflict(exc: Exception) -> bool:
     if isinstance(exc, TransactWriteError):
         return any(r is not None and r.code == "ConditionalCheckFailed" for r in (exc.cancellation_reasons or []))
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _contended(exc: TransactWriteError) -> bool:
+    reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
+    return exc.cause_response_code in RETRYABLE_CODES or any(code in RETRYABLE_CODES for code in reasons)
 
 
 def batch_index_keys(owner: str, prefix: str, status: str, created_sk: str) -> dict:
@@ -83,16 +94,23 @@ class Repository:
         self.meter = ReadMeter()
 
     def _transact(self, *writes: tuple) -> bool:
-        """Apply the writes in one DynamoDB transaction; False when a condition fails."""
-        try:
-            with TransactWrite(connection=self.conn) as tx:
-                for method, item, kwargs in writes:
-                    getattr(tx, method)(item, **kwargs)
-        except TransactWriteError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        """Apply the writes in one DynamoDB transaction; False when a condition fails.
+        Conflicts with a concurrent transaction on the same item (the batch counters under
+        parallel Lambdas) are retried here with jittered backoff: botocore does not retry
+        them, and a failed SQS record would otherwise wait out the 16-minute visibility timeout."""
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                with TransactWrite(connection=self.conn) as tx:
+                    for method, item, kwargs in writes:
+                        getattr(tx, method)(item, **kwargs)
+                return True
+            except TransactWriteError as exc:
+                if _conflict(exc):
+                    return False
+                if not _contended(exc) or attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
+        return False
 
     # -- pipelines -------------------------------------------------------
     def create_pipeline(self, owner: str, pid: str, spec: dict, now: str) -> dict:

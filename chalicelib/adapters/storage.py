@@ -36,6 +36,14 @@ class Storage:
                 return None
             raise
 
+    def fetch(self, key: str) -> tuple[int, object] | None:
+        """(size, streaming body) of an object, or None when it is gone: one request, not HEAD + GET."""
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return int(response["ContentLength"]), response["Body"]
+
     def open(self, key: str):
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
 

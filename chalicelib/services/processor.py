@@ -66,7 +66,8 @@ class Processor:
         if job["status"] == JOB_AWAITING:
             if not self.repo.claim_upload(job, self.now()):
                 return "duplicate"
-            job = self.repo.get_job(batch_id, job_id)
+            # what the claim wrote, without reading it back
+            job = {**job, "status": JOB_PROCESSING, "attempt": int(job.get("attempt") or 0) + 1}
             if batch["status"] == QUEUED:
                 self.repo.start_batch(batch, self.now())
         elif job["status"] != JOB_PROCESSING:
@@ -95,15 +96,15 @@ class Processor:
         return "duplicate"
 
     def _render_and_store(self, batch: dict, job: dict) -> list[dict]:
-        head = self.storage.head(job["key"])
-        if head is None:
+        stored = self.storage.fetch(job["key"])
+        if stored is None:
             raise imaging.ImageError("missing_upload", "the uploaded file is no longer stored")
-        size = int(head["ContentLength"])
-        if size != int(job["size"]):
-            raise imaging.ImageError("size_mismatch", f"uploaded {size} bytes but the batch declared "
-                                                      f"{int(job['size'])} bytes for this file")
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            for chunk in self.storage.read_chunks(job["key"]):
+        size, body = stored
+        with body, tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            if size != int(job["size"]):
+                raise imaging.ImageError("size_mismatch", f"uploaded {size} bytes but the batch declared "
+                                                          f"{int(job['size'])} bytes for this file")
+            for chunk in body.iter_chunks(1024 * 1024):
                 spool.write(chunk)
             spool.seek(0)
             # render() decides the type by the bytes and refuses anything else

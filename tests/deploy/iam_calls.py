@@ -157,13 +157,13 @@ def needs_for(call: Call, arns: Arns) -> list[Need]:
         if op == "TransactGetItems":
             return [Need("dynamodb:GetItem", arns.table(table), why=why) for _, table in p["TransactItems"]]
     if call.service == "s3":
-        if op in _S3_OBJECT:
-            return [Need(_S3_OBJECT[op], arns.object(p["Bucket"], p["Key"]), why=why)]
-        if op == "HeadObject":
+        if op in ("HeadObject", "GetObject"):
             # Without s3:ListBucket, S3 answers 403 instead of 404 for a missing key, and the
-            # app's Storage.head() relies on the 404; a HEAD carries no s3:prefix.
+            # app's Storage.head() and Storage.fetch() rely on the 404; these carry no s3:prefix.
             return [Need("s3:GetObject", arns.object(p["Bucket"], p["Key"]), why=why),
                     Need("s3:ListBucket", arns.bucket(p["Bucket"]), prefix=None, why=why + " (404 on a missing key)")]
+        if op in _S3_OBJECT:
+            return [Need(_S3_OBJECT[op], arns.object(p["Bucket"], p["Key"]), why=why)]
         if op in ("ListObjectsV2", "ListObjects"):
             return [Need("s3:ListBucket", arns.bucket(p["Bucket"]), prefix=p.get("Prefix", ""), why=why)]
         if op == "DeleteObjects":

@@ -158,15 +158,15 @@ def test_one_bad_record_does_not_replay_its_neighbours(flow, aws, monkeypatch):
     created = flow.create(data)
     flow.upload(created, data, deliver=False)
     key_a, key_b = (u["fields"]["key"] for u in created["uploads"])
-    real_head = aws.storage.head
-    monkeypatch.setattr(aws.storage, "head", lambda key: (_ for _ in ()).throw(ConnectionError("S3 down"))
-                        if key == key_b else real_head(key))
+    real_fetch = aws.storage.fetch
+    monkeypatch.setattr(aws.storage, "fetch", lambda key: (_ for _ in ()).throw(ConnectionError("S3 down"))
+                        if key == key_b else real_fetch(key))
     event = flow.api.client.events.generate_sqs_event(message_bodies=[s3_body(key_a), s3_body(key_b)],
                                                       queue_name="imgbatch-uploads")
     result = flow.api.client.lambda_.invoke("process_upload", event).payload
     ids = [r["messageId"] for r in event["Records"]]
     assert result == {"batchItemFailures": [{"itemIdentifier": ids[1]}]}
-    monkeypatch.setattr(aws.storage, "head", real_head)
+    monkeypatch.setattr(aws.storage, "fetch", real_fetch)
     flow.deliver(s3_body(key_b))  # redelivery
     b = flow.batch(created["batch"]["id"])
     assert b["status"] == "completed" and b["progress"]["succeeded"] == 2
@@ -293,7 +293,7 @@ def test_processing_that_died_for_good_is_failed_by_the_sweep(flow, aws, monkeyp
     flow.upload(created, {"b.png": data["b.png"]}, deliver=False)
     key_b = next(u["fields"]["key"] for u in created["uploads"] if u["file_name"] == "b.png")
     # the handler claims b, then every attempt crashes (its message ends in the DLQ)
-    monkeypatch.setattr(aws.storage, "head", lambda key: (_ for _ in ()).throw(RuntimeError("crash")))
+    monkeypatch.setattr(aws.storage, "fetch", lambda key: (_ for _ in ()).throw(RuntimeError("crash")))
     assert flow.deliver(s3_body(key_b))["batchItemFailures"]
     monkeypatch.undo()
     processor = aws.processor
