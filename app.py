@@ -238,8 +238,8 @@ def get_job(owner, job_id):
 
 # -- events ------------------------------------------------------------------
 # Every file's two transactions touch its batch's item; DynamoDB takes ~1,000 WCU/s per
-# item, about 125 files/s at 8 WCU each (docs/benchmarks.md), so concurrency stays below that.
-@app.on_sqs_message(queue="imgbatch-uploads", batch_size=10, name="process_upload", maximum_concurrency=50)
+# item, about 125 files/s at 8 WCU each; 30 functions give ~100 files/s (docs/benchmarks.md).
+@app.on_sqs_message(queue="imgbatch-uploads", batch_size=10, name="process_upload", maximum_concurrency=30)
 def process_upload(event):
     """S3 ObjectCreated -> SQS -> here. Failed records are reported one by one so
     SQS redelivers only those (ReportBatchItemFailures)."""

@@ -184,6 +184,72 @@ def _ratio(a: dict | None, b: dict | None, key: str) -> float | None:
     return a[key] / b[key] if a and b and b[key] else None
 
 
+def run(quick: bool = False, repeat: int | None = None, log=print) -> dict:
+    """Generate the inputs and measure every (method, input) pair in this one run.
+
+    Returns {"inputs": [labels], "methods": [...], "repeat": n, "results": {(label, method): dict|None}}."""
+    repeat = repeat or (1 if quick else 5)
+    methods = [m for m in METHODS if m != "pyvips" or have_pyvips()]
+    log(f"methods: {', '.join(methods)}; median of {repeat}; one fresh process per measurement")
+    results: dict[tuple[str, str], dict | None] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        t0 = time.perf_counter()
+        inputs = make_inputs(Path(tmp), quick)
+        log(f"generated {len(inputs)} inputs in {time.perf_counter() - t0:.1f} s")
+        for label, path in inputs:
+            for method in methods:
+                results[label, method] = measure(method, path, repeat)
+    return {"inputs": [label for label, _ in inputs], "methods": methods, "repeat": repeat, "results": results}
+
+
+def print_table(outcome: dict) -> None:
+    results = outcome["results"]
+    header = ("| input | naive ms | ours ms | pyvips ms | naive/ours | ours/pyvips "
+              "| naive peak MB (+delta) | ours peak MB (+delta) | pyvips peak MB (+delta) | mem naive/ours |")
+    print()
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for label in outcome["inputs"]:
+        n, o, v = (results.get((label, m)) for m in METHODS)
+
+        def mem(r):
+            return "-" if r is None else f"{r['peak_mb']:.0f} (+{r['delta_mb']:.0f})"
+
+        print(f"| {label} | {_fmt(n and n['ms'], '.0f')} | {_fmt(o and o['ms'], '.0f')} | {_fmt(v and v['ms'], '.0f')} "
+              f"| {_fmt(_ratio(n, o, 'ms'), '.1f')}x | {_fmt(_ratio(o, v, 'ms'), '.2f')}x "
+              f"| {mem(n)} | {mem(o)} | {mem(v)} | {_fmt(_ratio(n, o, 'delta_mb'), '.1f')}x |")
+
+
+LARGE_JPEG_PREFIXES = ("24 MP", "48 MP", "96 MP")
+TARGET_VS_NAIVE, TARGET_VS_PYVIPS, TARGET_PEAK_MB = 3.0, 1.5, 80
+
+
+def rows(outcome: dict) -> list:
+    """Rows for the combined table (bench/report.py)."""
+    from bench.report import Row
+    results, out = outcome["results"], []
+    for label in outcome["inputs"]:
+        n, o, v = (results.get((label, m)) for m in METHODS)
+        large = label.startswith(LARGE_JPEG_PREFIXES)
+        speed = _ratio(n, o, "ms")
+        out.append(Row("pipeline", f"{label}: time vs naive Pillow", f"{_fmt(o and o['ms'], '.0f')} ms",
+                       f"{_fmt(n and n['ms'], '.0f')} ms", speed, "naive/ours",
+                       f">= {TARGET_VS_NAIVE:g}x" if large else "-",
+                       (speed is not None and speed >= TARGET_VS_NAIVE) if large else None))
+        if "pyvips" in outcome["methods"]:
+            anchor = _ratio(o, v, "ms")
+            out.append(Row("pipeline", f"{label}: time vs pyvips thumbnail", f"{_fmt(o and o['ms'], '.0f')} ms",
+                           f"{_fmt(v and v['ms'], '.0f')} ms", anchor, "ours/pyvips",
+                           f"<= {TARGET_VS_PYVIPS:g}x" if large else "-",
+                           (anchor is not None and anchor <= TARGET_VS_PYVIPS) if large else None))
+        huge = label.startswith(("96 MP", "48 MP"))
+        out.append(Row("pipeline", f"{label}: peak RSS (whole process)", f"{_fmt(o and o['peak_mb'], '.0f')} MB",
+                       f"{_fmt(n and n['peak_mb'], '.0f')} MB naive", _ratio(n, o, "peak_mb"), "naive/ours",
+                       f"ours < {TARGET_PEAK_MB} MB" if huge else "-",
+                       (o is not None and o["peak_mb"] < TARGET_PEAK_MB) if huge else None))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repetition, 48 MP instead of 96 MP")
@@ -194,43 +260,20 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child[0], args.child[1], int(args.child[2]))
         return 0
 
-    repeat = args.repeat or (1 if args.quick else 5)
-    methods = [m for m in METHODS if m != "pyvips" or have_pyvips()]
-    print(f"methods: {', '.join(methods)}; median of {repeat}; one fresh process per measurement")
-    results: dict[tuple[str, str], dict | None] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        t0 = time.perf_counter()
-        inputs = make_inputs(Path(tmp), args.quick)
-        print(f"generated {len(inputs)} inputs in {time.perf_counter() - t0:.1f} s")
-        for label, path in inputs:
-            for method in methods:
-                results[label, method] = measure(method, path, repeat)
-
-    header = ("| input | naive ms | ours ms | pyvips ms | naive/ours | ours/pyvips "
-              "| naive peak MB (+delta) | ours peak MB (+delta) | pyvips peak MB (+delta) | mem naive/ours |")
-    print()
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for label, _ in inputs:
-        n, o, v = (results.get((label, m)) for m in METHODS)
-
-        def mem(r):
-            return "-" if r is None else f"{r['peak_mb']:.0f} (+{r['delta_mb']:.0f})"
-
-        print(f"| {label} | {_fmt(n and n['ms'], '.0f')} | {_fmt(o and o['ms'], '.0f')} | {_fmt(v and v['ms'], '.0f')} "
-              f"| {_fmt(_ratio(n, o, 'ms'), '.1f')}x | {_fmt(_ratio(o, v, 'ms'), '.2f')}x "
-              f"| {mem(n)} | {mem(o)} | {mem(v)} | {_fmt(_ratio(n, o, 'delta_mb'), '.1f')}x |")
+    outcome = run(args.quick, args.repeat)
+    results, inputs = outcome["results"], outcome["inputs"]
+    print_table(outcome)
 
     print()
     print("targets (PERFORMANCE.md, not asserted):")
-    big = next(label for label, _ in inputs if label.startswith("24 MP"))
+    big = next(label for label in inputs if label.startswith("24 MP"))
     n, o = results.get((big, "naive")), results.get((big, "ours"))
     speed, memr = _ratio(n, o, "ms"), _ratio(n, o, "delta_mb")
     print(f"  24 MP JPEG: >= 3x faster than naive: {_fmt(speed, '.1f')}x "
           f"[{'met' if speed and speed >= 3 else 'MISSED'}]")
     print(f"  24 MP JPEG: >= 4x less memory than naive (delta over baseline): {_fmt(memr, '.1f')}x "
           f"[{'met' if memr and memr >= 4 else 'MISSED'}]")
-    huge = next(label for label, _ in inputs if label.startswith(("96 MP", "48 MP")))
+    huge = next(label for label in inputs if label.startswith(("96 MP", "48 MP")))
     o = results.get((huge, "ours"))
     peak = o and o["peak_mb"]
     print(f"  {huge}: ours peak RSS < 80 MB (whole process): {_fmt(peak, '.0f')} MB "

@@ -122,7 +122,7 @@ def test_every_function_is_configured_in_the_packaged_template(sam_template):
     assert events["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert events["Queue"] == {"Fn::Sub": "${UploadQueue.Arn}"}
     # bounded so one batch's counter item stays under DynamoDB's per-item write rate
-    assert events["ScalingConfig"] == {"MaximumConcurrency": 50}
+    assert events["ScalingConfig"] == {"MaximumConcurrency": 30}
     assert res["BuildArchive"]["Properties"]["Events"]["BuildArchiveSqsEventSource"]["Properties"]["Queue"] == \
         {"Fn::Sub": "${ArchiveQueue.Arn}"}
     assert res["ExpireUploads"]["Properties"]["Events"]["ExpireUploadsEvent"]["Properties"]["Schedule"] == \

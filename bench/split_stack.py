@@ -1,0 +1,138 @@
+"""The local stack without its in-process moto: API, upload pollers and sweeper of
+devstack.Stack, pointed at a moto server running in another process (MOTO_ENDPOINT).
+
+Used by bench/bench_e2e.py (`--moto split`) to tell the CPU the service's own code spends per
+file from the CPU the AWS emulation spends, which `python -m devstack` runs in one process.
+Not a replacement for devstack: it copies Stack.start() minus the moto server.
+
+    MOTO_ENDPOINT=http://127.0.0.1:PORT PORT=8000 WORKERS=2 python -m bench.split_stack
+
+With BENCH_PROFILE=path, every thread runs under cProfile with a per-thread CPU clock
+(time.thread_time) and the merged statistics are written to `path` at exit
+(read with `python -m pstats path`): where the stack's own CPU goes, per function.
+With BENCH_TRACE=path, every handler invocation of the pollers is written there as JSON lines
+{"thread", "handler", "start", "end", "records"} (time.time()), to see how busy each worker was.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from urllib.parse import urlparse
+
+import devstack.stack
+from devstack.stack import DEFAULTS, Stack
+
+
+def _trace_invocations(path: str) -> None:
+    import json
+    import time
+    lock = threading.Lock()
+    out = open(path, "a", buffering=1)
+    original = devstack.stack._invoke
+
+    def invoke(app, name, event):
+        start = time.time()
+        try:
+            return original(app, name, event)
+        finally:
+            line = json.dumps({"thread": threading.current_thread().name, "handler": name, "start": start,
+                               "end": time.time(), "records": len(event.get("Records", []))})
+            with lock:
+                out.write(line + "\n")
+
+    devstack.stack._invoke = invoke
+
+
+class SplitStack(Stack):
+    def start(self) -> None:
+        for name, value in DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        os.environ["AWS_ENDPOINT_URL"] = self.s3_url
+        from chalicelib import resources, wiring
+        wiring.reset()
+        container = wiring.get()
+        created = resources.create_all(
+            models=container.models, dynamodb=container.dynamodb, s3=container.s3, sqs=container.sqs,
+            bucket=container.settings.bucket, region=container.settings.region)
+        os.environ["UPLOAD_QUEUE_URL"] = created["queue_url"]
+        os.environ["ARCHIVE_QUEUE_URL"] = created["archive_queue_url"]
+        wiring.reset()
+        self.queue_url = created["queue_url"]
+        self.dlq_url = created["dlq_url"]
+
+        import app as chalice_app
+        self.app = chalice_app.app
+        for n in range(self.workers):
+            self._spawn(lambda: self._poll(self.queue_url, "process_upload"), f"upload-poller-{n}")
+        self._spawn(lambda: self._poll(created["archive_queue_url"], "build_archive", batch=1), "archive-builder")
+        self._spawn(self._sweep, "sweeper")
+        self._serve_api()
+
+    def stop(self) -> None:
+        self._servers.clear()  # the moto server is not ours to stop
+        super().stop()
+
+
+class ThreadProfiles:
+    """cProfile in every thread, CPU time per thread (a profile hook that installs a profiler
+    on its first call in each new thread; cProfile's C hook then replaces it)."""
+
+    def __init__(self):
+        import cProfile
+        import time
+        self._profiles, self._lock = [], threading.Lock()
+
+        def hook(*_):
+            prof = cProfile.Profile(time.thread_time)
+            with self._lock:
+                self._profiles.append(prof)
+            prof.enable()
+
+        self._hook = hook
+        threading.setprofile(hook)
+        self.main = cProfile.Profile(time.thread_time)
+        self.main.enable()
+
+    def dump(self, path: str) -> None:
+        import pstats
+        self.main.disable()
+        threading.setprofile(None)
+        with self._lock:
+            profiles = list(self._profiles)
+        stats = pstats.Stats(self.main)
+        for prof in profiles:
+            try:
+                prof.disable()  # only stops it when called from its own thread; stats are readable anyway
+                stats.add(prof)
+            except (TypeError, ValueError):
+                pass
+        stats.dump_stats(path)
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"))
+    profile_path = os.environ.get("BENCH_PROFILE")
+    profiles = ThreadProfiles() if profile_path else None
+    if os.environ.get("BENCH_TRACE"):
+        _trace_invocations(os.environ["BENCH_TRACE"])
+    moto = urlparse(os.environ["MOTO_ENDPOINT"])
+    stack = SplitStack(host="127.0.0.1", port=int(os.environ.get("PORT", "8000")), moto_port=moto.port,
+                       workers=int(os.environ.get("WORKERS", "2")),
+                       sweep_seconds=float(os.environ.get("SWEEP_SECONDS", "15")))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        stack.start()
+        print(f"split stack ready on {stack.api_url} (moto at {stack.s3_url})", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+        if profiles:
+            profiles.dump(profile_path)
+
+
+if __name__ == "__main__":
+    main()
