@@ -3,7 +3,7 @@ devstack.Stack, pointed at a moto server running in another process (MOTO_ENDPOI
 
 Used by bench/bench_e2e.py (`--moto split`) to tell the CPU the service's own code spends per
 file from the CPU the AWS emulation spends, which `python -m devstack` runs in one process.
-Not a replacement for devstack: it copies Stack.start() minus the moto server.
+Not a replacement for devstack: it is devstack's Stack minus the moto server.
 
     MOTO_ENDPOINT=http://127.0.0.1:PORT PORT=8000 WORKERS=2 python -m bench.split_stack
 
@@ -22,7 +22,7 @@ import threading
 from urllib.parse import urlparse
 
 import devstack.stack
-from devstack.stack import DEFAULTS, Stack
+from devstack.stack import Stack
 
 
 def _trace_invocations(path: str) -> None:
@@ -46,33 +46,8 @@ def _trace_invocations(path: str) -> None:
 
 
 class SplitStack(Stack):
-    def start(self) -> None:
-        for name, value in DEFAULTS.items():
-            os.environ.setdefault(name, value)
-        os.environ["AWS_ENDPOINT_URL"] = self.s3_url
-        from chalicelib import resources, wiring
-        wiring.reset()
-        container = wiring.get()
-        created = resources.create_all(
-            models=container.models, dynamodb=container.dynamodb, s3=container.s3, sqs=container.sqs,
-            bucket=container.settings.bucket, region=container.settings.region)
-        os.environ["UPLOAD_QUEUE_URL"] = created["queue_url"]
-        os.environ["ARCHIVE_QUEUE_URL"] = created["archive_queue_url"]
-        wiring.reset()
-        self.queue_url = created["queue_url"]
-        self.dlq_url = created["dlq_url"]
-
-        import app as chalice_app
-        self.app = chalice_app.app
-        for n in range(self.workers):
-            self._spawn(lambda: self._poll(self.queue_url, "process_upload"), f"upload-poller-{n}")
-        self._spawn(lambda: self._poll(created["archive_queue_url"], "build_archive", batch=1), "archive-builder")
-        self._spawn(self._sweep, "sweeper")
-        self._serve_api()
-
-    def stop(self) -> None:
-        self._servers.clear()  # the moto server is not ours to stop
-        super().stop()
+    def _start_moto(self) -> None:
+        """moto runs in its own process (MOTO_ENDPOINT); everything else is devstack's."""
 
 
 class ThreadProfiles:

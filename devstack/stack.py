@@ -50,6 +50,10 @@ class Stack:
             os.environ.setdefault(name, value)
         # moto answers on this port for every service; botocore and PynamoDB both read it.
         os.environ["AWS_ENDPOINT_URL"] = self.s3_url
+        self._start_moto()
+        self._start_services()
+
+    def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
         from .moto_patches import install
@@ -58,6 +62,8 @@ class Stack:
         moto.start()
         self._servers.append(moto)
 
+    def _start_services(self) -> None:
+        """Resources, the API server, the pollers and the sweep, against AWS_ENDPOINT_URL."""
         from chalicelib import resources, wiring
         container = wiring.reset()
         container = wiring.get()
