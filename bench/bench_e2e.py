@@ -29,13 +29,12 @@ import argparse
 import contextlib
 import io
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from bench.common import REPO, cpu_seconds
+from bench.common import cpu_seconds
+from devstack.process import StackProcess
 
 TOKEN = "bench-token"
 
@@ -100,64 +99,22 @@ def _parse(ts: str | None) -> float | None:
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
 
 
-class StackProcess:
+class BenchStack(StackProcess):
     """`python -m devstack` (moto inside, as `make run` has it), or bench.split_stack with moto
-    in a separate process; started on free ports, like tests/e2e/conftest.LocalStack."""
+    in a separate process."""
 
     def __init__(self, workers: int, split: bool, moto_endpoint: str | None = None):
-        from bench.common import free_port
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PORT": str(self.port), "WORKERS": str(workers), "SWEEP_SECONDS": "15",
-               "LOCAL_API_TOKENS": f"{TOKEN}:bench", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
-        for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL"):
-            env.pop(name, None)
+        env = {"WORKERS": workers, "SWEEP_SECONDS": 15, "LOCAL_API_TOKENS": f"{TOKEN}:bench", "LOG_LEVEL": "WARNING"}
         self.trace_path = None
         if split:
             import tempfile
             fd, self.trace_path = tempfile.mkstemp(prefix="bench-e2e-trace-", suffix=".jsonl")
             os.close(fd)
-            env["BENCH_TRACE"] = self.trace_path
-            env["MOTO_ENDPOINT"] = moto_endpoint
-            self.cmd = [sys.executable, "-m", "bench.split_stack"]
-        else:
-            env["MOTO_PORT"] = str(free_port())
-            self.cmd = [sys.executable, "-m", "devstack"]
-        self.env = env
-        self.log_path = REPO / "test-artifacts" / f"bench-stack-{self.port}.log"
-
-    def __enter__(self) -> "StackProcess":
-        import requests
-        self.log_path.parent.mkdir(exist_ok=True)
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"stack exited early; see {self.log_path}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"stack did not become healthy; see {self.log_path}")
-
-    def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+            env.update(BENCH_TRACE=self.trace_path, MOTO_ENDPOINT=moto_endpoint)
+        super().__init__(module="bench.split_stack" if split else "devstack", log_name="bench-stack", **env)
 
     def session(self):
-        import requests
-        s = requests.Session()
-        s.headers["Authorization"] = f"Bearer {TOKEN}"
-        return s
+        return super().session(TOKEN)
 
 
 def upload(u: dict, data: bytes):
@@ -174,7 +131,7 @@ def one_batch(data: list[tuple[str, bytes]], workers: int, split: bool) -> dict:
         if split:
             from bench.common import moto_server
             endpoint, moto_pid = stack.enter_context(moto_server())
-        sp = stack.enter_context(StackProcess(workers, split, endpoint))
+        sp = stack.enter_context(BenchStack(workers, split, endpoint))
         http = sp.session()
         ids = []
         for spec in PIPELINES:

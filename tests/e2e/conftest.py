@@ -2,68 +2,23 @@
 reached over HTTP exactly as a user, the CLI or a browser reaches it."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from devstack.process import ROOT, StackProcess, free_port  # noqa: F401  (free_port: used by tests)
+
 TOKEN = "e2e-token"
 OTHER_TOKEN = "e2e-other"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalStack:
+class LocalStack(StackProcess):
     def __init__(self, **env):
-        self.port, self.moto_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.s3_url = f"http://127.0.0.1:{self.moto_port}"
-        self.env = {**os.environ, "PORT": str(self.port), "MOTO_PORT": str(self.moto_port),
-                    "LOCAL_API_TOKENS": f"{TOKEN}:studio,{OTHER_TOKEN}:other", "SWEEP_SECONDS": "2",
-                    "PYTHONUNBUFFERED": "1", **{k: str(v) for k, v in env.items()}}
-        for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-            self.env.pop(name, None)
-        self.log_path = ROOT / "test-artifacts" / f"stack-{self.port}.log"
+        super().__init__(**{"LOCAL_API_TOKENS": f"{TOKEN}:studio,{OTHER_TOKEN}:other", "SWEEP_SECONDS": 2, **env})
 
-    def start(self) -> "LocalStack":
-        self.log_path.parent.mkdir(exist_ok=True)
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"local stack exited early; see {self.log_path}:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"local stack did not become healthy; see {self.log_path}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
-    def session(self, token: str = TOKEN) -> requests.Session:
-        s = requests.Session()
-        s.headers["Authorization"] = f"Bearer {token}"
-        return s
+    def session(self, token: str = TOKEN):
+        return super().session(token)
 
     def boto(self, service: str):
         import boto3
