@@ -149,14 +149,16 @@ class Stack:
             except Exception:
                 log.exception("%s raised; every message of the batch will be redelivered", handler)
                 failed = {m["MessageId"] for m in messages}
-            for m in messages:
-                if m["MessageId"] in failed:
-                    # Locally, retry soon instead of after the 16-minute Lambda visibility timeout.
-                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"],
-                                                  VisibilityTimeout=5)
-                else:
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-                    self.delivered += 1
+            done = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                    for n, m in enumerate(messages) if m["MessageId"] not in failed]
+            retry = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 5}
+                     for n, m in enumerate(messages) if m["MessageId"] in failed]
+            if done:
+                sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+                self.delivered += len(done)
+            if retry:
+                # Locally, retry soon instead of after the 16-minute Lambda visibility timeout.
+                sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=retry)
 
     def _sweep(self) -> None:
         while not self._stop.wait(self.sweep_seconds):
