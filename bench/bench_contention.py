@@ -49,9 +49,8 @@ def _serve_with_conflicts(conn, hold_ms: float) -> None:
     from moto.dynamodb.exceptions import TransactionCanceledException
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
-    from moto.server import ThreadedMotoServer
-
-    from devstack.moto_patches import install
+    from bench.common import run_server
+    from devstack.moto_patches import install, item_key
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     install()
     hold = hold_ms / 1000
@@ -61,13 +60,7 @@ def _serve_with_conflicts(conn, hold_ms: float) -> None:
 
     def ident(self, item):
         op_type, op = next(iter(item.items()))
-        table = self.get_table(op["TableName"])
-        if op_type == "Put":
-            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
-            if table.range_key_attr is not None:
-                key[table.range_key_attr] = op["Item"][table.range_key_attr]
-        else:
-            key = op["Key"]
+        key = item_key(self, op_type, op)
         return op["TableName"], str(sorted((k, str(v)) for k, v in key.items()))
 
     def transact_write_items(self, transact_items):  # runs under devstack's lock
@@ -96,11 +89,7 @@ def _serve_with_conflicts(conn, hold_ms: float) -> None:
 
     DynamoDBBackend.transact_write_items = transact_write_items
     DynamoHandler.call_action = call_action
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    conn.send(server.get_host_and_port()[1])
-    conn.recv()
-    server.stop()
+    run_server(conn)
 
 
 @contextlib.contextmanager

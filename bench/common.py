@@ -31,11 +31,16 @@ def _serve(conn, patches: bool) -> None:
     """Child process: moto server (with devstack's DynamoDB concurrency patches) until told to stop."""
     import logging
 
-    from moto.server import ThreadedMotoServer
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     if patches:
         from devstack.moto_patches import install
         install()
+    run_server(conn)
+
+
+def run_server(conn) -> None:
+    """Serve moto on a free port, send the port through `conn`, stop when `conn` says so."""
+    from moto.server import ThreadedMotoServer
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     conn.send(server.get_host_and_port()[1])

@@ -35,6 +35,17 @@ def install() -> None:
     _installed = True
 
 
+def item_key(backend, op_type: str, op: dict) -> dict:
+    """The primary key a TransactWriteItems entry touches (a Put carries it inside its Item)."""
+    if op_type != "Put":
+        return op["Key"]
+    table = backend.get_table(op["TableName"])
+    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+    return key
+
+
 def _transact_write_items(self, transact_items):
     from moto.dynamodb.comparisons import get_filter_expression
     from moto.dynamodb.exceptions import (
@@ -51,13 +62,7 @@ def _transact_write_items(self, transact_items):
         if op_type not in ("ConditionCheck", "Put", "Delete", "Update"):
             raise ValueError("Unsupported transaction operation")
         table_name = op["TableName"]
-        table = self.get_table(table_name)
-        if op_type == "Put":
-            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
-            if table.range_key_attr is not None:
-                key[table.range_key_attr] = op["Item"][table.range_key_attr]
-        else:
-            key = op["Key"]
+        key = item_key(self, op_type, op)
         ident = (table_name, str(dict(sorted(key.items()))))
         if ident in seen:
             raise MultipleTransactionsException()
