@@ -1,12 +1,18 @@
-"""Make `chalice local` answer a missing Authorization header as our API Gateway does.
+"""Make `chalice local` behave like API Gateway + Lambda where our clients can tell.
 
-In AWS the template's UNAUTHORIZED gateway response returns the Chalice error shape
-(deploy/template.py); chalice's local gateway returns {"message": "Unauthorized"}.
-Installed by devstack and tests/conftest.py so clients see one shape everywhere.
+- A missing Authorization header: in AWS the template's UNAUTHORIZED gateway response
+  returns the Chalice error shape (deploy/template.py); chalice's local gateway returns
+  {"message": "Unauthorized"}.
+- Concurrent requests: Lambda runs one request per process, so Chalice keeps the request
+  on the app object (`app.current_request`). chalice local serves requests in threads, where
+  one request's handler could read another's (a browser fetching a public asset while an
+  authenticated call runs made that call answer 401). Each thread gets its own here.
+Installed by devstack and tests/conftest.py.
 """
 from __future__ import annotations
 
 import json
+import threading
 
 from chalicelib.errors import MISSING_TOKEN
 
@@ -29,4 +35,18 @@ def install() -> None:
             raise local.NotAuthorizedError({**exc.headers, "Content-Type": "application/json"}, BODY) from None
 
     local.LocalGatewayAuthorizer._prepare_authorizer_event = prepare
+    _per_thread_request_state()
     _installed = True
+
+
+def _per_thread_request_state() -> None:
+    from chalice import app
+
+    state = threading.local()
+
+    def attribute(name: str) -> property:
+        return property(lambda self: getattr(state, name, None), lambda self, value: setattr(state, name, value))
+
+    # a data descriptor on the class wins over the instance attribute Chalice assigns
+    app.Chalice.current_request = attribute("current_request")
+    app.Chalice.lambda_context = attribute("lambda_context")

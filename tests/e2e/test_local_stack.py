@@ -72,3 +72,4 @@ def test_concurrent_creation_counts_one_to_twenty(stack, pipeline_id):
     assert sorted(b["batch_counter"] for b in batches) == list(range(1, 21))
     assert len({b["base_directory_name"] for b in batches}) == 20
     assert all(b["base_directory_name"].startswith("RACE_ONE_") for b in batches)
+
