@@ -222,7 +222,7 @@ def download_job(owner, job_id):
 
 @api("/batches/{batch_id}", methods=["DELETE"])
 def delete_batch(owner, batch_id):
-    _svc().batches.delete(owner, batch_id)
+    _svc().deleter.delete(owner, batch_id)
 
 
 # -- jobs --------------------------------------------------------------------
@@ -237,25 +237,40 @@ def get_job(owner, job_id):
 
 
 # -- events ------------------------------------------------------------------
+def _sqs_records(event) -> list[tuple]:
+    return [(r.receipt_handle, r.body, r.to_dict().get("messageId")) for r in event]
+
+
+def _partial_failures(failures: list[str]) -> dict:
+    """Failed records are reported one by one so SQS redelivers only those (ReportBatchItemFailures)."""
+    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures]}
+
+
+@app.on_sqs_message(queue="imgbatch-arrivals", batch_size=10, name="register_uploads")
+def register_uploads(event):
+    """S3 ObjectCreated -> SQS -> here: count the upload at once, then queue its processing.
+    Cheap and separate from processing, so `uploaded` never waits behind the render backlog."""
+    from chalicelib.services.processing import handle_sqs_records
+    return _partial_failures(handle_sqs_records(wiring.get().processor.register_key, _sqs_records(event)))
+
+
 # Every file's two transactions touch its batch's item; DynamoDB takes ~1,000 WCU/s per
 # item, about 125 files/s at 8 WCU each; 30 functions give ~100 files/s (docs/benchmarks.md).
 @app.on_sqs_message(queue="imgbatch-uploads", batch_size=10, name="process_upload", maximum_concurrency=30)
 def process_upload(event):
-    """S3 ObjectCreated -> SQS -> here. Failed records are reported one by one so
-    SQS redelivers only those (ReportBatchItemFailures)."""
+    """Registered uploads (and retries) -> the pipelines, one file at a time."""
     from chalicelib.services.processing import handle_sqs_records
-    failures = handle_sqs_records(wiring.get(), [(r.receipt_handle, r.body, r.to_dict().get("messageId"))
-                                                 for r in event])
-    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures]}
+    return _partial_failures(handle_sqs_records(wiring.get().processor.process_key, _sqs_records(event)))
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="expire_uploads")
 def expire_uploads(event):
-    """Files still awaiting upload after the deadline fail with upload_expired."""
-    expired = wiring.get().processor.expire_uploads()
-    if expired:
-        app.log.info("expired %d uploads", expired)
-    return {"expired": expired}
+    """Files still awaiting upload after the deadline fail with upload_expired; cancels and
+    deletes a crash interrupted are finished."""
+    result = wiring.get().sweep.run()
+    if any(result.values()):
+        app.log.info("sweep: %s", result)
+    return result
 
 
 @app.on_sqs_message(queue="imgbatch-archives", batch_size=1, name="build_archive")

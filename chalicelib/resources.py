@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 
 from .adapters.models import Models
-
-UPLOAD_PREFIX = "uploads/"
-OUTPUT_PREFIX = "outputs/"
-ARCHIVE_PREFIX = "archives/"
+from .domain.keys import ARCHIVE_PREFIX, UPLOAD_PREFIX
 QUEUE_VISIBILITY_TIMEOUT = 960   # > the processing function's 900 s timeout, as AWS requires
 QUEUE_MAX_RECEIVES = 5           # then the message goes to the dead-letter queue
 QUEUE_RETENTION_SECONDS = 4 * 24 * 3600   # SQS's default, stated: the DLQ must keep messages longer
@@ -97,9 +94,10 @@ def notification_configuration(queue_arn: str) -> dict:
     }]}
 
 
-UPLOAD_QUEUE = "imgbatch-uploads"
+ARRIVAL_QUEUE = "imgbatch-arrivals"   # S3 notifications: uploads are counted on arrival
+UPLOAD_QUEUE = "imgbatch-uploads"     # registered uploads (and retries) to process
 ARCHIVE_QUEUE = "imgbatch-archives"
-QUEUES = (UPLOAD_QUEUE, ARCHIVE_QUEUE)   # each with a dead-letter queue, dlq_name(name)
+QUEUES = (ARRIVAL_QUEUE, UPLOAD_QUEUE, ARCHIVE_QUEUE)   # each with a dead-letter queue, dlq_name(name)
 
 
 def dlq_name(name: str) -> str:
@@ -120,7 +118,8 @@ def _queue_with_dlq(sqs, name: str) -> tuple[str, str, str]:
 
 
 def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, queue_name: str = UPLOAD_QUEUE,
-               archive_queue_name: str = ARCHIVE_QUEUE, region: str) -> dict:
+               archive_queue_name: str = ARCHIVE_QUEUE, arrival_queue_name: str = ARRIVAL_QUEUE,
+               region: str) -> dict:
     """Create tables, bucket (CORS, lifecycle, notifications) and queues; return the queue URLs/ARNs."""
     existing = set(dynamodb.list_tables()["TableNames"])
     for model, table in zip(models.all(), table_definitions(models)):
@@ -137,7 +136,9 @@ def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, queue_name: st
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": LIFECYCLE_RULES})
     queue_url, queue_arn, dlq_url = _queue_with_dlq(sqs, queue_name)
     archive_url, _, archive_dlq_url = _queue_with_dlq(sqs, archive_queue_name)
+    arrival_url, arrival_arn, arrival_dlq_url = _queue_with_dlq(sqs, arrival_queue_name)
     s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=notification_configuration(queue_arn))
+        Bucket=bucket, NotificationConfiguration=notification_configuration(arrival_arn))
     return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url,
-            "archive_queue_url": archive_url, "archive_dlq_url": archive_dlq_url}
+            "archive_queue_url": archive_url, "archive_dlq_url": archive_dlq_url,
+            "arrival_queue_url": arrival_url, "arrival_queue_arn": arrival_arn, "arrival_dlq_url": arrival_dlq_url}

@@ -87,6 +87,16 @@ class Container:
                               ArchiveQueue(self.sqs, self.settings.archive_queue_url))
 
     @cached_property
+    def deleter(self):
+        from .services.deletion import Deleter
+        return Deleter(self.repository, self.storage)
+
+    @cached_property
+    def sweep(self):
+        from .services.sweep import Sweep
+        return Sweep(self.processor, self.deleter)
+
+    @cached_property
     def auth(self):
         from .services.auth import TokenResolver
         return TokenResolver(self.settings.local_api_tokens, self.repository)

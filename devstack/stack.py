@@ -78,6 +78,7 @@ class Stack:
 
         import app as chalice_app
         self.app = chalice_app.app
+        self._spawn(lambda: self._poll(created["arrival_queue_url"], "register_uploads"), "arrival-poller")
         for n in range(self.workers):
             self._spawn(lambda: self._poll(self.queue_url, "process_upload"), f"upload-poller-{n}")
         self._spawn(lambda: self._poll(created["archive_queue_url"], "build_archive", batch=1), "archive-builder")

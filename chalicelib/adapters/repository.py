@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from ..domain.batches import (
-    BATCH_STATUSES, CANCELLED, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING, PROCESSING,
+    BATCH_STATUSES, CANCELLED, DELETING, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING, PROCESSING,
     QUEUED,
 )
 from ..domain.pipelines import name_key
@@ -30,6 +30,12 @@ RETRYABLE_CODES = frozenset({"TransactionConflict", "ThrottlingError", "Throttli
                              "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
                              "RequestLimitExceeded", "TransactionInProgressException"})
 SEARCH_SCAN_BUDGET = 1000  # index items examined per search request before handing back a cursor
+# A batch being deleted keeps its item (so every transition can see it is going) but none of these:
+# without them it is in no list index, so it leaves every list at once.
+LIST_INDEX_KEYS = ("owner", "owner_status", "owner_prefix", "owner_status_prefix", "created_sk", "files_sk",
+                   "status_sk")
+# The sparse index's partitions: open batches (expiry), and cancels/deletes a crash left half-done.
+OPEN, CANCELLING = "open", "cancelling"   # and DELETING, the status itself
 
 
 class ConditionFailed(Exception):
@@ -245,19 +251,38 @@ class Repository:
         self.meter.items += len(found)
         return found
 
-    def delete_batch(self, batch: dict) -> None:
-        """Jobs first (idempotent), then the batch and its aggregates together."""
-        J, B, M = self.m.Job, self.m.Batch, self.m.Meta
-        keys = J.query(batch["id"], attributes_to_get=["batch_id", "job_id"])
+    def mark_deleting(self, batch: dict, now: str) -> bool:
+        """The first step of a delete, atomic with the owner's aggregates: the batch leaves every
+        list index (its index keys go), stops every transition (they all condition on a status it no
+        longer has) and is subtracted from the status it has *now*; False when the status moved
+        since `batch` was read, so the caller reads again. The sweep finishes what a crash left."""
+        B, M = self.m.Batch, self.m.Meta
+        hidden = [getattr(B, name).remove() for name in LIST_INDEX_KEYS]
+        return self._transact(
+            _update(B(batch["id"]), [B.status.set(DELETING), B.updated_at.set(now), B.open_shard.set(DELETING)]
+                    + hidden, B.status == batch["status"]),
+            _update(self._stats_update(batch["owner"]), [
+                M.total_batches.add(-1), getattr(M, batch["status"]).add(-1),
+                M.files_current.add(-int(batch["total_files"]))]))
+
+    def purge_batch(self, batch_id: str) -> None:
+        """Jobs, then the batch item itself; only for a batch already marked deleting. Idempotent."""
+        J, B = self.m.Job, self.m.Batch
+        keys = J.query(batch_id, attributes_to_get=["batch_id", "job_id"])
         with J.batch_write() as writer:
             for job in keys:
                 writer.delete(job)
-        if not self._transact(
-                _delete(B(batch["id"]), B.id.exists()),
-                _update(self._stats_update(batch["owner"]), [
-                    M.total_batches.add(-1), getattr(M, batch["status"]).add(-1),
-                    M.files_current.add(-batch["total_files"])])):
-            raise ConditionFailed("batch gone")
+        try:
+            B(batch_id).delete(condition=B.status == DELETING)
+        except DeleteError as exc:
+            if not _conflict(exc):
+                raise
+
+    def batches_in_state(self, state: str) -> Iterable[str]:
+        """Batches left half-way by a crash in a cancel or a delete (the sparse index holds them)."""
+        B = self.m.Batch
+        for b in B.query(state, index_name="open-expiry"):
+            yield b.id
 
     # -- state transitions ---------------------------------------------------
     def claim_upload(self, job: dict, now: str) -> bool:
@@ -301,47 +326,56 @@ class Repository:
             _update(B(job["batch_id"]), [B.failed.add(1), B.updated_at.set(now)], B.status.is_in(QUEUED, PROCESSING)))
 
     def reopen_job(self, job: dict, now: str) -> bool:
-        """failed -> processing for a retry (new attempt); the batch's failed count goes back down."""
+        """failed -> processing for a retry (new attempt); the batch's failed count goes back down.
+        A job that never had its upload counted (it expired before its file came) counts it now,
+        so `uploaded` never falls behind `succeeded`. Only while the batch is open: a retry first
+        reopens a final batch, so a cancel or delete in between makes this fail, not strand the job."""
         J, B = self.m.Job, self.m.Batch
+        attempt = int(job.get("attempt") or 0)
         actions = self._job_actions(job, JOB_PROCESSING, now) + [
             J.attempt.add(1), J.error_code.remove(), J.error_message.remove(), J.completed_at.remove(),
             J.started_at.set(now)]
+        counters = [B.failed.add(-1), B.updated_at.set(now)] + ([B.uploaded.add(1)] if attempt == 0 else [])
         return self._transact(
-            _update(J(job["batch_id"], job["job_id"]), actions, J.status == JOB_FAILED),
-            _update(B(job["batch_id"]), [B.failed.add(-1), B.updated_at.set(now)], B.status != CANCELLED))
+            _update(J(job["batch_id"], job["job_id"]), actions, (J.status == JOB_FAILED) & (J.attempt == attempt)),
+            _update(B(job["batch_id"]), counters, B.status.is_in(QUEUED, PROCESSING)))
 
     def cancel_job(self, job: dict, now: str) -> bool:
-        J = self.m.Job
-        try:
-            J(job["batch_id"], job["job_id"]).update(
-                actions=self._job_actions(job, JOB_CANCELLED, now) + [J.completed_at.set(now)],
-                condition=J.status.is_in(JOB_AWAITING, JOB_PROCESSING))
-        except UpdateError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        """awaiting_upload|processing -> cancelled with the batch's `cancelled` += 1, in one
+        transaction, so a crash part-way through a cancel never leaves the count short."""
+        J, B = self.m.Job, self.m.Batch
+        return self._transact(
+            _update(J(job["batch_id"], job["job_id"]),
+                    self._job_actions(job, JOB_CANCELLED, now) + [J.completed_at.set(now)],
+                    J.status.is_in(JOB_AWAITING, JOB_PROCESSING)),
+            _update(B(job["batch_id"]), [B.cancelled.add(1), B.updated_at.set(now)], B.status == CANCELLED))
 
-    def add_cancelled(self, batch_id: str, count: int, now: str) -> None:
+    def settle_cancel(self, batch_id: str) -> None:
+        """Every job of a cancelled batch is accounted for: it leaves the sweep's index."""
         B = self.m.Batch
-        B(batch_id).update(actions=[B.cancelled.add(count), B.updated_at.set(now)])
+        try:
+            B(batch_id).update(actions=[B.open_shard.remove()], condition=B.status == CANCELLED)
+        except UpdateError as exc:
+            if not _conflict(exc):
+                raise
 
     def finalize(self, batch: dict, status: str, now: str) -> bool:
-        """Write the final status and completed_at; the condition lets exactly one caller win."""
+        """Write the final status and completed_at; the condition lets exactly one caller win.
+        A cancelled batch stays in the sweep's index until its jobs are all cancelled."""
         B = self.m.Batch
-        return self._move_batch(batch, batch["status"], status, now,
-                                [B.completed_at.set(now), B.open_shard.remove()])
+        shard = B.open_shard.set(CANCELLING) if status == CANCELLED else B.open_shard.remove()
+        return self._move_batch(batch, batch["status"], status, now, [B.completed_at.set(now), shard])
 
     def reopen_batch(self, batch: dict, now: str) -> bool:
         """A final batch goes back to processing (retry); completed_at is set again when it ends."""
         B = self.m.Batch
         return self._move_batch(batch, batch["status"], PROCESSING, now,
-                                [B.completed_at.remove(), B.open_shard.set("open")])
+                                [B.completed_at.remove(), B.open_shard.set(OPEN)])
 
     def expired_batches(self, before: str) -> Iterable[str]:
         """Open batches past their upload deadline (a sparse, keys-only index: cheap to walk)."""
         B = self.m.Batch
-        for b in B.query("open", B.upload_expires_at <= before, index_name="open-expiry"):
+        for b in B.query(OPEN, B.upload_expires_at <= before, index_name="open-expiry"):
             yield b.id
 
     def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]:

@@ -10,6 +10,9 @@ QUEUED, PROCESSING = "queued", "processing"
 COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED = "completed", "completed_with_errors", "failed", "cancelled"
 BATCH_STATUSES = (QUEUED, PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED)
 FINAL_STATUSES = frozenset((COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED))
+# Internal, never shown: a delete has begun. The batch is out of every list and every figure,
+# and no transition applies to it any more; its records and objects are being removed.
+DELETING = "deleting"
 
 JOB_AWAITING, JOB_PROCESSING, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED = (
     "awaiting_upload", "processing", "completed", "failed", "cancelled")

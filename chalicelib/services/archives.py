@@ -17,9 +17,9 @@ from ..adapters.storage import content_disposition
 from ..domain.archive import (
     ArchiveJob, ArchiveOutput, PlannedEntry, manifest_arcname, plan_archive, stream_zip,
 )
-from ..domain.batches import FINAL_STATUSES, JOB_COMPLETED, JOB_FINAL_STATUSES
+from ..domain.batches import DELETING, FINAL_STATUSES, JOB_COMPLETED, JOB_FINAL_STATUSES
 from ..errors import BadRequest, Conflict, NotFound
-from ..resources import ARCHIVE_PREFIX
+from ..domain.keys import archive_key
 from .clock import iso, utcnow
 from .ownership import is_uuid, owned_batch
 
@@ -71,6 +71,8 @@ class ArchiveService:
         if self.storage.head(plan.key) is None:
             try:
                 self._build(plan)
+            except NotFound:
+                return None  # deleted while it was built
             finally:
                 self.repo.release_archive_build(batch_id, plan.fingerprint)
         return plan.key
@@ -98,9 +100,9 @@ class ArchiveService:
             digest.update(f"\0{j['job_id']}:{j['status']}:{int(j.get('attempt') or 0)}".encode())
         fingerprint = digest.hexdigest()[:20]
         file_name = f"{base}.zip"
-        return Plan(entries=entries, manifest=manifest, manifest_name=manifest_arcname(base),
+        return Plan(batch_id=batch["id"], entries=entries, manifest=manifest, manifest_name=manifest_arcname(base),
                     fingerprint=fingerprint, file_name=file_name,
-                    key=f"{ARCHIVE_PREFIX}{batch['id']}/{fingerprint}/{file_name}",
+                    key=archive_key(batch["id"], fingerprint, file_name),
                     bytes=sum(e.size for e in entries) + len(manifest))
 
     def _build(self, plan: "Plan") -> int:
@@ -108,6 +110,11 @@ class ArchiveService:
         result = upload_stream(self.s3, self.storage.bucket, plan.key, chunks, content_type="application/zip",
                                content_disposition=content_disposition(plan.file_name))
         log.info("built %s (%d bytes, %d parts)", plan.key, result["size"], result["parts"])
+        # A delete that swept the archives while this one was being written would leave it behind.
+        current = self.repo.get_batch(plan.batch_id)
+        if current is None or current["status"] == DELETING:
+            self.storage.delete(plan.key)
+            raise NotFound(f"batch {plan.batch_id} not found")
         return result["size"]
 
     # -- one job's output ------------------------------------------------------------
@@ -136,6 +143,7 @@ class ArchiveService:
 
 @dataclass
 class Plan:
+    batch_id: str
     entries: list[PlannedEntry]
     manifest: bytes
     manifest_name: str

@@ -4,14 +4,14 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from ..adapters.repository import ConditionFailed, batch_index_keys
+from ..adapters.repository import batch_index_keys
 from ..domain import naming
 from ..domain.batches import (
     BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, QUEUED, CreateBatch, parse_create, sample_names,
 )
+from ..domain.keys import upload_key
 from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
-from ..resources import ARCHIVE_PREFIX, OUTPUT_PREFIX, UPLOAD_PREFIX
 from .clock import iso, iso_precise, parse_iso, utcnow
 from .ownership import is_uuid, owned_batch
 from .paging import choice_param, decode_cursor, encode_cursor, limit_param
@@ -80,7 +80,7 @@ class BatchService:
         return {
             "batch_id": batch_id, "job_id": job_id, "position": position, "owner": owner,
             "file_name": spec.name, "size": spec.size, "content_type": spec.content_type,
-            "key": f"{UPLOAD_PREFIX}{batch_id}/{job_id}/{spec.name}", "status": JOB_AWAITING,
+            "key": upload_key(batch_id, job_id, spec.name), "status": JOB_AWAITING,
             "created_at": created, "updated_at": created,
             "owner_status": f"{owner}#{JOB_AWAITING}", "updated_sk": f"{created}#{job_id}",
         }
@@ -155,7 +155,9 @@ class BatchService:
         out = {"total_batches": total}
         for status in BATCH_STATUSES:
             out[status] = s.get(status, 0)
-        out["total_files_all_time"] = s.get("total_files_all_time", 0)
+        # Every figure covers the batches the owner has now, of every date and status: a deleted
+        # batch leaves all of them at once (API.md's "all time" is across time, not past deletes).
+        out["total_files_all_time"] = s.get("files_current", 0)
         out["avg_files_per_batch"] = round(s.get("files_current", 0) / total, 2) if total else 0
         out["max_files_in_batch"] = s.get("max_files_in_batch", 0)
         return out
@@ -185,15 +187,3 @@ class BatchService:
         page = self.repo.jobs_by_status(owner, status, limit, decode_cursor(params.get("cursor"), scope))
         return {"jobs": [{**job_view(j), "batch_id": j["batch_id"]} for j in page.items],
                 "next_cursor": encode_cursor(scope, page.last_key)}
-
-    # -- delete --------------------------------------------------------------
-    def delete(self, owner: str, batch_id: str) -> None:
-        batch = owned_batch(self.repo, owner, batch_id)
-        # Records first: once the batch is gone nothing can start new work on it;
-        # then every object under its prefixes (uploads, outputs, archives).
-        try:
-            self.repo.delete_batch(batch)
-        except ConditionFailed:
-            raise NotFound(f"batch {batch_id} not found") from None
-        for prefix in (UPLOAD_PREFIX, OUTPUT_PREFIX, ARCHIVE_PREFIX):
-            self.storage.delete_prefix(f"{prefix}{batch_id}/")

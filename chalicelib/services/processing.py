@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from urllib.parse import unquote_plus
 
-from ..resources import UPLOAD_PREFIX
-
 log = logging.getLogger("imgbatch.processing")
-_KEY = re.compile(rf"^{UPLOAD_PREFIX}(?P<batch>[0-9a-f-]{{36}})/(?P<job>[0-9a-f-]{{36}})/[^/]+$")
 
 
 def keys_in_message(body: str) -> list[str]:
@@ -36,18 +32,14 @@ def keys_in_message(body: str) -> list[str]:
     return keys
 
 
-def parse_key(key: str) -> tuple[str, str] | None:
-    match = _KEY.match(key)
-    return (match.group("batch"), match.group("job")) if match else None
-
-
-def handle_sqs_records(container, records) -> list[str]:
-    """Process each message; return the ids of messages to be redelivered."""
+def handle_sqs_records(handle_key, records) -> list[str]:
+    """Hand every object key of every message to `handle_key`; return the ids of messages
+    to be redelivered."""
     failures = []
     for _receipt, body, message_id in records:
         try:
             for key in keys_in_message(body):
-                container.processor.process_key(key)
+                handle_key(key)
         except Exception:  # one bad record must not replay its neighbours
             log.exception("processing message %s failed; SQS will redeliver it", message_id)
             failures.append(message_id)

@@ -13,17 +13,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ..domain import imaging
+from ..adapters.repository import CANCELLING
 from ..domain.batches import (
-    CANCELLED, FINAL_STATUSES, JOB_AWAITING, JOB_FAILED, JOB_PROCESSING, QUEUED, final_status,
+    CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_FAILED, JOB_PROCESSING, QUEUED,
+    final_status,
 )
 from ..errors import Conflict
-from ..resources import OUTPUT_PREFIX
+from ..domain.keys import output_key, parse_upload_key
 from .clock import iso, utcnow
 from .ownership import owned_batch
-from .processing import parse_key
 
 log = logging.getLogger("imgbatch.processing")
 SPOOL_IN_MEMORY = 16 * 1024 * 1024  # larger uploads spill to /tmp while decoding
+CONTENDED_ATTEMPTS = 20  # a cancel or retry re-reads and tries again when the batch moved under it
 
 
 def render_specs(pipelines: list[dict]) -> list[imaging.RenderSpec]:
@@ -46,23 +48,61 @@ class Processor:
     def now(self) -> str:
         return iso(self.clock())
 
-    # -- one uploaded object ---------------------------------------------------
-    def process_key(self, key: str) -> str:
-        """Handle one object event; returns what happened (for logs and tests)."""
-        ids = parse_key(key)
+    # -- an object arrived: count it at once, process it later ------------------
+    def register_key(self, key: str) -> str:
+        """S3 accepted an upload: move its job to processing and count it as uploaded now, then
+        hand it to the processing queue. This runs apart from the (possibly long) processing
+        backlog, so `uploaded` tells what S3 has within seconds. Objects nobody may keep
+        (unknown, late for a cancelled batch, or for a batch being deleted) are removed."""
+        found = self._locate(key)
+        if isinstance(found, str):
+            return found
+        batch, job = found
+        if job["status"] == JOB_AWAITING:
+            if not self.repo.claim_upload(job, self.now()):
+                return "duplicate"
+            if batch["status"] == QUEUED:
+                self.repo.start_batch(batch, self.now())
+        elif job["status"] != JOB_PROCESSING:
+            self.finalize_if_done(batch["id"])  # a duplicate; heal a final status a crash left unwritten
+            return "duplicate"
+        # Also for a job already processing: the forward may be what a crash lost.
+        self._forward([key])
+        return "registered"
+
+    def _forward(self, keys: list[str]) -> None:
+        if self.queue is None:
+            raise RuntimeError("the processing queue is not configured (UPLOAD_QUEUE_URL)")
+        self.queue.enqueue_keys(keys)
+
+    def _locate(self, key: str):
+        """(batch, job) for an object that should be processed, or what happened to it instead."""
+        ids = parse_upload_key(key)
         if ids is None:
             log.warning("ignoring object outside the upload layout: %r", key)
             return "ignored"
         batch_id, job_id = ids
         job = self.repo.get_job(batch_id, job_id)
         batch = self.repo.get_batch(batch_id) if job else None
-        if job is None or batch is None or job["key"] != key:
-            log.warning("no job for %r (batch deleted?); ignoring", key)
+        if job is None or batch is None or job["key"] != key or batch["status"] == DELETING:
+            # No batch asked for this object (deleted, being deleted, or never issued): drop it.
+            log.warning("removing %r: no batch expects it", key)
+            self.storage.delete(key)
             return "ignored"
         if batch["status"] == CANCELLED:
-            if job["status"] in (JOB_AWAITING, "cancelled"):
+            if job["status"] in (JOB_AWAITING, JOB_CANCELLED):
                 self.storage.delete(key)  # arrived after cancel: not processed, not kept
             return "cancelled"
+        return batch, job
+
+    # -- one uploaded object ---------------------------------------------------
+    def process_key(self, key: str) -> str:
+        """Handle one object event; returns what happened (for logs and tests)."""
+        found = self._locate(key)
+        if isinstance(found, str):
+            return found
+        batch, job = found
+        batch_id = batch["id"]
         if job["status"] == JOB_AWAITING:
             if not self.repo.claim_upload(job, self.now()):
                 return "duplicate"
@@ -88,12 +128,20 @@ class Processor:
             outputs, error = None, (exc.code, exc.message)
         if self.repo.finish_job(job, attempt, self.now(), outputs=outputs, error=error):
             return "failed" if error else "completed"
-        # Lost the race: a duplicate already counted this job, or the batch was cancelled.
-        current = self.repo.get_job(job["batch_id"], job["job_id"])
-        if outputs and (current is None or current["status"] == "cancelled"):
+        # Lost the race: a duplicate already counted this job, or the batch was cancelled or is
+        # being deleted. Read *after* writing the outputs, so a delete that already swept the
+        # prefix is seen here and nothing is left behind.
+        if outputs and self._discarded(job):
             for out in outputs:
                 self.storage.delete(out["key"])
         return "duplicate"
+
+    def _discarded(self, job: dict) -> bool:
+        current = self.repo.get_job(job["batch_id"], job["job_id"])
+        if current is None or current["status"] == JOB_CANCELLED:
+            return True
+        batch = self.repo.get_batch(job["batch_id"])
+        return batch is None or batch["status"] == DELETING
 
     def _render_and_store(self, batch: dict, job: dict) -> list[dict]:
         stored = self.storage.fetch(job["key"])
@@ -112,7 +160,7 @@ class Processor:
             rendered = imaging.render(spool, render_specs(pipelines), self.limits)
         outputs = []
         for pipeline, out in zip(pipelines, rendered):
-            key = f"{OUTPUT_PREFIX}{job['batch_id']}/{job['job_id']}/{pipeline['id']}.{out.extension}"
+            key = output_key(job["batch_id"], job["job_id"], pipeline["id"], out.extension)
             self.storage.put(key, out.data, out.content_type)
             outputs.append({"pipeline_id": pipeline["id"], "key": key, "format": out.format,
                             "width": out.width, "height": out.height, "size": len(out.data)})
@@ -135,20 +183,38 @@ class Processor:
         return None
 
     def cancel(self, owner: str, batch_id: str) -> dict:
-        batch = owned_batch(self.repo, owner, batch_id)
-        if batch["status"] in FINAL_STATUSES or not self.repo.finalize(batch, CANCELLED, self.now()):
-            current = self.repo.get_batch(batch_id)
-            raise Conflict(f"batch {batch_id} is already {current['status'] if current else 'gone'}; "
-                           "only queued or processing batches can be cancelled")
+        """Cancel wins against any status that is not final: when the batch moves between our
+        read and our conditional write (its first file starts, say), read again and retry."""
+        for _ in range(CONTENDED_ATTEMPTS):
+            batch = owned_batch(self.repo, owner, batch_id)
+            if batch["status"] in FINAL_STATUSES:
+                raise Conflict(f"batch {batch_id} is already {batch['status']}; only queued or processing "
+                               "batches can be cancelled")
+            if self.repo.finalize(batch, CANCELLED, self.now()):
+                break
+        else:
+            raise Conflict(f"batch {batch_id} kept changing while it was being cancelled; try again")
+        self.cancel_pending_jobs(batch_id)
+        return self._current(owner, batch_id)
+
+    def cancel_pending_jobs(self, batch_id: str) -> int:
+        """Every unfinished job of a cancelled batch becomes cancelled, each counted with its
+        own transition; then the batch leaves the sweep's index. Safe to run again (the sweep
+        does, for a cancel a crash interrupted)."""
         now = self.now()
         pending = list(self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)))
         with ThreadPoolExecutor(max_workers=8) as pool:
             moved = sum(pool.map(lambda j: self.repo.cancel_job(j, now), pending))
-        if moved:
-            self.repo.add_cancelled(batch_id, moved, now)
-        return self.repo.get_batch(batch_id)
+        self.repo.settle_cancel(batch_id)
+        return moved
+
+    def _current(self, owner: str, batch_id: str) -> dict:
+        return owned_batch(self.repo, owner, batch_id)  # 404 when a delete got in meanwhile
 
     def retry(self, owner: str, batch_id: str) -> dict:
+        """Failed files whose upload is stored run again. A final batch is reopened *before*
+        its jobs: a cancel or delete that lands in between then stops the job reopening (its
+        condition wants an open batch) instead of stranding a job in a closed batch."""
         batch = owned_batch(self.repo, owner, batch_id)
         if batch["status"] == CANCELLED:
             raise Conflict(f"batch {batch_id} was cancelled; cancelled batches cannot be retried")
@@ -159,35 +225,49 @@ class Processor:
                       "none of its failed files has a stored upload to process again (they never arrived)")
             raise Conflict(f"nothing to retry in batch {batch_id}: {reason}")
         now = self.now()
+        for _ in range(CONTENDED_ATTEMPTS):
+            if batch["status"] == CANCELLED:
+                raise Conflict(f"batch {batch_id} was cancelled; cancelled batches cannot be retried")
+            if batch["status"] not in FINAL_STATUSES or self.repo.reopen_batch(batch, now):
+                break
+            batch = owned_batch(self.repo, owner, batch_id)
+        else:
+            raise Conflict(f"batch {batch_id} kept changing while it was being retried; try again")
         reopened = [j for j in retriable if self.repo.reopen_job(j, now)]
-        current = self.repo.get_batch(batch_id)
-        if current["status"] in FINAL_STATUSES and current["status"] != CANCELLED:
-            self.repo.reopen_batch(current, now)
-        if self.queue is not None and reopened:
-            self.queue.enqueue_keys([j["key"] for j in reopened])
-        return self.repo.get_batch(batch_id)
+        if reopened:
+            self._forward([j["key"] for j in reopened])
+        else:
+            self.finalize_if_done(batch_id)  # reopened for nothing (another retry took them): close it again
+        return self._current(owner, batch_id)
 
-    # -- upload expiry -------------------------------------------------------------
+    # -- the sweep --------------------------------------------------------------------
     def expire_uploads(self) -> int:
         """Fail files still awaiting upload after the batch's deadline (plus a grace for
         uploads that were in flight), and files whose processing died for good (their
-        message went to the dead-letter queue), so every batch reaches a final status."""
+        message went to the dead-letter queue), so every batch reaches a final status.
+        A file S3 holds was accepted before its deadline (the presigned policy expires with
+        it): it is registered and processed, however long its event waits in a queue.
+        Also finishes cancels a crash interrupted."""
         now = self.clock()
         cutoff = iso(now - timedelta(seconds=self.settings.expiry_grace_seconds))
         stale = iso(now - timedelta(seconds=self.settings.stale_processing_seconds))
         expired = 0
         for batch_id in self.repo.expired_batches(cutoff):
             batch = self.repo.get_batch(batch_id)
-            if batch is None or batch["status"] in FINAL_STATUSES:
+            if batch is None or batch["status"] in FINAL_STATUSES or batch["status"] == DELETING:
                 continue
             message = f"the file was not uploaded before the upload deadline ({batch['upload_expires_at']})"
             for job in self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)):
                 if job["status"] == JOB_AWAITING:
-                    expired += self.repo.expire_job(job, self.now(), message)
+                    if self.storage.head(job["key"]) is not None:
+                        self.register_key(job["key"])
+                    else:
+                        expired += self.repo.expire_job(job, self.now(), message)
                 elif job["updated_at"] < stale:
                     expired += self.repo.finish_job(job, int(job["attempt"]), self.now(), error=(
                         "processing_failed", "processing did not finish after every retry; retry the batch "
                                              "to try again"))
             self.finalize_if_done(batch_id)
+        for batch_id in self.repo.batches_in_state(CANCELLING):
+            self.cancel_pending_jobs(batch_id)
         return expired
-

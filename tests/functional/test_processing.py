@@ -283,7 +283,7 @@ def test_uploads_that_never_arrive_expire(flow, aws, api):
     # the scheduled function runs the same sweep
     event = api.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                 resources=[])
-    assert api.client.lambda_.invoke("expire_uploads", event).payload == {"expired": 0}
+    assert api.client.lambda_.invoke("expire_uploads", event).payload == {"expired": 0, "deletes_resumed": 0}
 
 
 def test_processing_that_died_for_good_is_failed_by_the_sweep(flow, aws, monkeypatch):

@@ -1,0 +1,34 @@
+"""Where things live in the bucket: the one place that spells S3 key formats. Pure."""
+from __future__ import annotations
+
+import re
+
+UPLOAD_PREFIX = "uploads/"
+OUTPUT_PREFIX = "outputs/"
+ARCHIVE_PREFIX = "archives/"
+
+
+def upload_key(batch_id: str, job_id: str, file_name: str) -> str:
+    return f"{UPLOAD_PREFIX}{batch_id}/{job_id}/{file_name}"
+
+
+def output_key(batch_id: str, job_id: str, pipeline_id: str, extension: str) -> str:
+    return f"{OUTPUT_PREFIX}{batch_id}/{job_id}/{pipeline_id}.{extension}"
+
+
+def archive_key(batch_id: str, fingerprint: str, file_name: str) -> str:
+    return f"{ARCHIVE_PREFIX}{batch_id}/{fingerprint}/{file_name}"
+
+
+def batch_prefixes(batch_id: str) -> tuple[str, ...]:
+    """Every prefix holding objects of one batch."""
+    return tuple(f"{prefix}{batch_id}/" for prefix in (UPLOAD_PREFIX, OUTPUT_PREFIX, ARCHIVE_PREFIX))
+
+
+_UPLOAD_KEY = re.compile(rf"^{UPLOAD_PREFIX}(?P<batch>[0-9a-f-]{{36}})/(?P<job>[0-9a-f-]{{36}})/[^/]+$")
+
+
+def parse_upload_key(key: str) -> tuple[str, str] | None:
+    """(batch_id, job_id) of an object in the upload layout, else None."""
+    match = _UPLOAD_KEY.match(key)
+    return (match.group("batch"), match.group("job")) if match else None

@@ -1,0 +1,46 @@
+"""Deleting a batch: out of every list and figure at once, then every record and object.
+
+A delete is two steps. The first is one conditional transaction (the repository's
+`mark_deleting`): the batch leaves every list index, is subtracted from the owner's figures under
+the status it has at that instant, and stops every other transition (they all want a status it no
+longer has). The second removes objects, jobs and finally the batch item; it is idempotent, and the
+sweep resumes it when a crash interrupted it. Workers that finish a job of a batch being deleted
+remove what they wrote (services/processor.py), so nothing is left behind whatever the order.
+"""
+from __future__ import annotations
+
+from ..domain.batches import DELETING
+from ..errors import Conflict
+from ..domain.keys import batch_prefixes
+from .clock import iso, utcnow
+from .ownership import owned_batch
+
+CONTENDED_ATTEMPTS = 20
+
+
+class Deleter:
+    def __init__(self, repository, storage, clock=utcnow):
+        self.repo = repository
+        self.storage = storage
+        self.clock = clock
+
+    def delete(self, owner: str, batch_id: str) -> None:
+        for _ in range(CONTENDED_ATTEMPTS):
+            batch = owned_batch(self.repo, owner, batch_id)  # 404 once another delete got there first
+            if self.repo.mark_deleting(batch, iso(self.clock())):
+                break
+        else:
+            raise Conflict(f"batch {batch_id} kept changing while it was being deleted; try again")
+        self.purge(batch_id)
+
+    def purge(self, batch_id: str) -> None:
+        for prefix in batch_prefixes(batch_id):
+            self.storage.delete_prefix(prefix)
+        self.repo.purge_batch(batch_id)
+
+    def resume(self) -> int:
+        """Finish deletes a crash interrupted (the sweep calls this)."""
+        pending = list(self.repo.batches_in_state(DELETING))
+        for batch_id in pending:
+            self.purge(batch_id)
+        return len(pending)
