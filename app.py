@@ -12,7 +12,7 @@ from pathlib import Path
 
 from chalice import AuthResponse, Chalice, Rate, Response
 
-from chalicelib import wiring
+from chalicelib import resources, wiring
 from chalicelib.errors import MISSING_TOKEN, BadRequest, NotFound, ServiceError, Unauthorized
 from chalicelib.services.auth import bearer_token
 from chalicelib.services.views import batch_view
@@ -246,7 +246,7 @@ def _partial_failures(failures: list[str]) -> dict:
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failures]}
 
 
-@app.on_sqs_message(queue="imgbatch-arrivals", batch_size=10, name="register_uploads")
+@app.on_sqs_message(**resources.ARRIVALS.event_source())
 def register_uploads(event):
     """S3 ObjectCreated -> SQS -> here: count the upload at once, then queue its processing.
     Cheap and separate from processing, so `uploaded` never waits behind the render backlog."""
@@ -254,9 +254,7 @@ def register_uploads(event):
     return _partial_failures(handle_sqs_records(wiring.get().processor.register_key, _sqs_records(event)))
 
 
-# Every file's two transactions touch its batch's item; DynamoDB takes ~1,000 WCU/s per
-# item, about 125 files/s at 8 WCU each; 30 functions give ~100 files/s (docs/benchmarks.md).
-@app.on_sqs_message(queue="imgbatch-uploads", batch_size=10, name="process_upload", maximum_concurrency=30)
+@app.on_sqs_message(**resources.UPLOADS.event_source())
 def process_upload(event):
     """Registered uploads (and retries) -> the pipelines, one file at a time."""
     from chalicelib.services.processing import handle_sqs_records
@@ -273,7 +271,7 @@ def expire_uploads(event):
     return result
 
 
-@app.on_sqs_message(queue="imgbatch-archives", batch_size=1, name="build_archive")
+@app.on_sqs_message(**resources.ARCHIVES.event_source())
 def build_archive(event):
     """Builds archives too large for an API request; the client polls GET .../download."""
     for record in event:

@@ -198,7 +198,7 @@ def one_run(container, pipeline_ids: list[str], files: int, threads: int, dup: f
     finally:
         del repo.finalize   # back to the class method
     batch = repo.get_batch(bid)
-    raw = container.dynamodb.get_item(TableName=container.settings.batches_table, Key={"id": {"S": bid}})["Item"]
+    raw = container.dynamodb.get_item(TableName=container.settings.table("batches"), Key={"id": {"S": bid}})["Item"]
     counts = w.counts
     tally: dict[str, int] = {}
     for o in outcomes:

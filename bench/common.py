@@ -72,16 +72,10 @@ def moto_server(patches: bool = True):
 
 def build_container(endpoint: str):
     """The service's own composition root on a moto endpoint, with every table, bucket and queue."""
-    from dataclasses import replace
-
-    from chalicelib import resources, wiring
+    from chalicelib import wiring
     from chalicelib.settings import Settings
     settings = Settings(endpoint_url=endpoint, local_api_tokens={"bench-token": OWNER})
-    container = wiring.Container(settings)
-    created = resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
-                                   sqs=container.sqs, bucket=settings.bucket, region=settings.region)
-    return wiring.Container(replace(settings, upload_queue_url=created["queue_url"],
-                                    archive_queue_url=created.get("archive_queue_url")))
+    return wiring.Container(wiring.Container(settings).provision())
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,21 +1,95 @@
-"""The one source of truth for the AWS resources the app expects.
+"""The one registry of the AWS resources the app expects: every table and queue is declared here
+once, and everything else loops over these declarations: settings (names and URLs from the
+environment), wiring, the local stack (tables, queues, pollers), the deploy template (resources,
+environment, event sources, notifications, queue policies) and the test fixtures.
 
-Table definitions are derived from the PynamoDB models; the bucket's CORS and
-lifecycle rules and the queue settings are plain data here. `make run`, the
-tests (`create_all`) and the deploy template (deploy/template.py) all read them.
+Table definitions are derived from the PynamoDB models; the bucket's CORS and lifecycle rules
+and the queue settings are plain data here.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 from .adapters.models import Models
 from .domain.keys import ARCHIVE_PREFIX, UPLOAD_PREFIX
+
 QUEUE_VISIBILITY_TIMEOUT = 960   # > the processing function's 900 s timeout, as AWS requires
 QUEUE_MAX_RECEIVES = 5           # then the message goes to the dead-letter queue
 QUEUE_RETENTION_SECONDS = 4 * 24 * 3600   # SQS's default, stated: the DLQ must keep messages longer
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 ABORT_MULTIPART_DAYS = 1
 ARCHIVE_RETENTION_DAYS = 7
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    key: str          # how code names it: Settings.tables[key], Models attribute `model`
+    model: str        # the PynamoDB model class attribute on Models
+    env: str          # the environment variable holding its name
+    default: str      # its name locally
+    logical_id: str   # its CloudFormation resource
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue, its dead-letter queue, and the function it feeds."""
+    key: str                    # Settings.queue_urls[key]
+    name: str                   # the queue's name (and Chalice's `queue=`)
+    env: str                    # the environment variable holding its URL
+    logical_id: str             # its CloudFormation resource (the DLQ's is derived)
+    handler: str                # the Chalice function consuming it (app.py)
+    batch_size: int = 10
+    max_concurrency: int | None = None       # Lambda's MaximumConcurrency for the event source
+    report_failures: bool = True             # the handler returns {"batchItemFailures": [...]}
+    s3_prefixes: tuple[str, ...] = ()        # S3 ObjectCreated under these prefixes is sent here
+    local_workers: int | None = 1            # pollers in the local stack; None: the WORKERS setting
+    visibility_timeout: int = QUEUE_VISIBILITY_TIMEOUT
+    max_receives: int = QUEUE_MAX_RECEIVES
+
+    @property
+    def dlq_name(self) -> str:
+        return dlq_name(self.name)
+
+    @property
+    def dlq_logical_id(self) -> str:
+        return self.logical_id.replace("Queue", "DeadLetterQueue")
+
+    def event_source(self) -> dict:
+        """The keyword arguments of Chalice's @app.on_sqs_message for this queue."""
+        source = {"queue": self.name, "batch_size": self.batch_size, "name": self.handler}
+        if self.max_concurrency:
+            source["maximum_concurrency"] = self.max_concurrency
+        return source
+
+
+TABLES = (
+    TableSpec("batches", "Batch", "BATCHES_TABLE", "imgbatch-batches", "BatchesTable"),
+    TableSpec("jobs", "Job", "JOBS_TABLE", "imgbatch-jobs", "JobsTable"),
+    TableSpec("pipelines", "Pipeline", "PIPELINES_TABLE", "imgbatch-pipelines", "PipelinesTable"),
+    TableSpec("meta", "Meta", "META_TABLE", "imgbatch-meta", "MetaTable"),
+)
+
+# S3 notifications land here: an upload is counted within seconds, whatever the processing backlog.
+ARRIVALS = QueueSpec("arrivals", "imgbatch-arrivals", "ARRIVAL_QUEUE_URL", "ArrivalQueue", "register_uploads",
+                     s3_prefixes=(UPLOAD_PREFIX,))
+# Registered uploads and retries, one render each. Every file's two transactions touch its batch's
+# item; DynamoDB takes ~1,000 WCU/s per item, about 125 files/s at 8 WCU each, so 30 concurrent
+# functions (~100 files/s) until the counters are sharded (docs/benchmarks.md).
+UPLOADS = QueueSpec("uploads", "imgbatch-uploads", "UPLOAD_QUEUE_URL", "UploadQueue", "process_upload",
+                    max_concurrency=30, local_workers=None)
+# Archives too large to build inside an API request.
+ARCHIVES = QueueSpec("archives", "imgbatch-archives", "ARCHIVE_QUEUE_URL", "ArchiveQueue", "build_archive",
+                     batch_size=1, report_failures=False)
+QUEUES = (ARRIVALS, UPLOADS, ARCHIVES)
+
+
+def queue_spec(name: str) -> QueueSpec:
+    for spec in QUEUES:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no queue named {name!r} in chalicelib/resources.py (known: {', '.join(q.name for q in QUEUES)})")
+
 
 CORS_RULES = [{
     "AllowedOrigins": ["*"],
@@ -77,27 +151,22 @@ def ttl_attribute(model) -> str | None:
     return getattr(model.Meta, "ttl_attribute", None)
 
 
-def queue_attributes(dlq_arn: str) -> dict:
+def queue_attributes(dlq_arn: str, spec: QueueSpec = UPLOADS) -> dict:
     return {
-        "VisibilityTimeout": str(QUEUE_VISIBILITY_TIMEOUT),
+        "VisibilityTimeout": str(spec.visibility_timeout),
         "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": QUEUE_MAX_RECEIVES}),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receives}),
     }
 
 
-def notification_configuration(queue_arn: str) -> dict:
+def notification_configuration(queue_arns: dict[str, str]) -> dict:
+    """S3 -> SQS for every queue that declares prefixes; `queue_arns` maps queue key -> ARN."""
     return {"QueueConfigurations": [{
-        "Id": "uploads-to-queue",
-        "QueueArn": queue_arn,
+        "Id": f"{prefix.strip('/')}-to-{spec.key}",
+        "QueueArn": queue_arns[spec.key],
         "Events": ["s3:ObjectCreated:*"],
-        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": UPLOAD_PREFIX}]}},
-    }]}
-
-
-ARRIVAL_QUEUE = "imgbatch-arrivals"   # S3 notifications: uploads are counted on arrival
-UPLOAD_QUEUE = "imgbatch-uploads"     # registered uploads (and retries) to process
-ARCHIVE_QUEUE = "imgbatch-archives"
-QUEUES = (ARRIVAL_QUEUE, UPLOAD_QUEUE, ARCHIVE_QUEUE)   # each with a dead-letter queue, dlq_name(name)
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+    } for spec in QUEUES for prefix in spec.s3_prefixes]}
 
 
 def dlq_name(name: str) -> str:
@@ -108,19 +177,24 @@ def dlq_attributes() -> dict:
     return {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
 
 
-def _queue_with_dlq(sqs, name: str) -> tuple[str, str, str]:
-    dlq_url = sqs.create_queue(QueueName=dlq_name(name),
-                               Attributes=dlq_attributes())["QueueUrl"]
+@dataclass
+class Created:
+    """What create_all made: per queue key, its URL, ARN and dead-letter queue URL."""
+    queue_urls: dict[str, str] = field(default_factory=dict)
+    queue_arns: dict[str, str] = field(default_factory=dict)
+    dlq_urls: dict[str, str] = field(default_factory=dict)
+
+
+def _queue_with_dlq(sqs, spec: QueueSpec) -> tuple[str, str, str]:
+    dlq_url = sqs.create_queue(QueueName=spec.dlq_name, Attributes=dlq_attributes())["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(QueueName=name, Attributes=queue_attributes(dlq_arn))["QueueUrl"]
+    url = sqs.create_queue(QueueName=spec.name, Attributes=queue_attributes(dlq_arn, spec))["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return url, arn, dlq_url
 
 
-def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, queue_name: str = UPLOAD_QUEUE,
-               archive_queue_name: str = ARCHIVE_QUEUE, arrival_queue_name: str = ARRIVAL_QUEUE,
-               region: str) -> dict:
-    """Create tables, bucket (CORS, lifecycle, notifications) and queues; return the queue URLs/ARNs."""
+def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, region: str) -> Created:
+    """Create tables, bucket (CORS, lifecycle, notifications) and queues (idempotent)."""
     existing = set(dynamodb.list_tables()["TableNames"])
     for model, table in zip(models.all(), table_definitions(models)):
         if table["TableName"] not in existing:
@@ -134,11 +208,10 @@ def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, queue_name: st
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": CORS_RULES})
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": LIFECYCLE_RULES})
-    queue_url, queue_arn, dlq_url = _queue_with_dlq(sqs, queue_name)
-    archive_url, _, archive_dlq_url = _queue_with_dlq(sqs, archive_queue_name)
-    arrival_url, arrival_arn, arrival_dlq_url = _queue_with_dlq(sqs, arrival_queue_name)
+    created = Created()
+    for spec in QUEUES:
+        url, arn, dlq_url = _queue_with_dlq(sqs, spec)
+        created.queue_urls[spec.key], created.queue_arns[spec.key], created.dlq_urls[spec.key] = url, arn, dlq_url
     s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=notification_configuration(arrival_arn))
-    return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url,
-            "archive_queue_url": archive_url, "archive_dlq_url": archive_dlq_url,
-            "arrival_queue_url": arrival_url, "arrival_queue_arn": arrival_arn, "arrival_dlq_url": arrival_dlq_url}
+        Bucket=bucket, NotificationConfiguration=notification_configuration(created.queue_arns))
+    return created

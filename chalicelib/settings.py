@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .domain.batches import Limits
+from .resources import QUEUES, TABLES
+
+
+def _default_tables() -> dict[str, str]:
+    return {t.key: t.default for t in TABLES}
 
 
 def parse_tokens(raw: str) -> dict[str, str]:
@@ -23,13 +28,10 @@ def parse_tokens(raw: str) -> dict[str, str]:
 class Settings:
     region: str = "us-east-1"
     endpoint_url: str | None = None
-    batches_table: str = "imgbatch-batches"
-    jobs_table: str = "imgbatch-jobs"
-    pipelines_table: str = "imgbatch-pipelines"
-    meta_table: str = "imgbatch-meta"
+    # table key -> name, queue key -> URL; keys and environment variables from resources.py
+    tables: Mapping[str, str] = field(default_factory=_default_tables)
+    queue_urls: Mapping[str, str] = field(default_factory=dict)
     bucket: str = "imgbatch-local"
-    upload_queue_url: str | None = None
-    archive_queue_url: str | None = None
     # Archives up to these sizes are built inside the API request (API Gateway allows 29 s);
     # larger ones are built by the build_archive function while the client polls (202).
     archive_sync_max_bytes: int = 256 * 1024 * 1024
@@ -44,6 +46,12 @@ class Settings:
     local_api_tokens: Mapping[str, str] = field(default_factory=dict)
     # Pixel limit for decoding (see domain/imaging.py); per-file memory scales with it.
     max_pixels: int = 50_000_000
+
+    def table(self, key: str) -> str:
+        return self.tables[key]
+
+    def queue_url(self, key: str) -> str | None:
+        return self.queue_urls.get(key)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -62,13 +70,9 @@ class Settings:
         return cls(
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or default.region,
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            batches_table=env.get("BATCHES_TABLE", default.batches_table),
-            jobs_table=env.get("JOBS_TABLE", default.jobs_table),
-            pipelines_table=env.get("PIPELINES_TABLE", default.pipelines_table),
-            meta_table=env.get("META_TABLE", default.meta_table),
+            tables={t.key: env.get(t.env) or t.default for t in TABLES},
+            queue_urls={q.key: env[q.env] for q in QUEUES if env.get(q.env)},
             bucket=env.get("BUCKET_NAME", default.bucket),
-            upload_queue_url=env.get("UPLOAD_QUEUE_URL") or None,
-            archive_queue_url=env.get("ARCHIVE_QUEUE_URL") or None,
             archive_sync_max_bytes=num("ARCHIVE_SYNC_MAX_BYTES", default.archive_sync_max_bytes),
             archive_sync_max_entries=num("ARCHIVE_SYNC_MAX_ENTRIES", default.archive_sync_max_entries),
             upload_ttl_seconds=num("UPLOAD_TTL_SECONDS", default.upload_ttl_seconds),

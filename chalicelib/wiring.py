@@ -6,6 +6,7 @@ start over with fresh settings (for example inside moto's mock_aws).
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from functools import cached_property
 
 import boto3
@@ -15,12 +16,20 @@ from pynamodb.connection import Connection
 from .adapters.models import Models, build_models
 from .adapters.repository import Repository
 from .adapters.storage import Storage
+from .resources import ARCHIVES, UPLOADS, Created, create_all
 from .settings import Settings
 
 
 class Container:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
+
+    def provision(self) -> Settings:
+        """Create every resource (moto: tests, the local stack); return these settings with the
+        queue URLs filled in."""
+        created: Created = create_all(models=self.models, dynamodb=self.dynamodb, s3=self.s3, sqs=self.sqs,
+                                      bucket=self.settings.bucket, region=self.settings.region)
+        return replace(self.settings, queue_urls={**self.settings.queue_urls, **created.queue_urls})
 
     @cached_property
     def session(self) -> boto3.session.Session:
@@ -47,8 +56,7 @@ class Container:
     @cached_property
     def models(self) -> Models:
         s = self.settings
-        return build_models(batches=s.batches_table, jobs=s.jobs_table, pipelines=s.pipelines_table,
-                            meta=s.meta_table, region=s.region, host=s.endpoint_url)
+        return build_models(**s.tables, region=s.region, host=s.endpoint_url)
 
     @cached_property
     def repository(self) -> Repository:
@@ -72,7 +80,7 @@ class Container:
     @cached_property
     def queue(self):
         from .adapters.queue import UploadQueue
-        return UploadQueue(self.sqs, self.settings.upload_queue_url)
+        return UploadQueue(self.sqs, self.settings.queue_url(UPLOADS.key))
 
     @cached_property
     def processor(self):
@@ -84,7 +92,7 @@ class Container:
         from .adapters.queue import ArchiveQueue
         from .services.archives import ArchiveService
         return ArchiveService(self.repository, self.storage, self.s3, self.settings,
-                              ArchiveQueue(self.sqs, self.settings.archive_queue_url))
+                              ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key)))
 
     @cached_property
     def deleter(self):

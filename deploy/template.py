@@ -4,13 +4,13 @@ Chalice generates the functions, their roles (from the per-function policy files
 .chalice/), the REST API, the authorizer and the schedule. Everything else the app
 needs comes from here, derived from the same definitions `make run` and the tests use:
 
-- the four DynamoDB tables (keys, GSIs, LSI, TTL) from the PynamoDB models,
-- the bucket (CORS, lifecycle rules, S3 -> SQS notification) and the queue policy that lets
-  S3 send to the upload queue (only from our bucket, only from our account),
-- the upload and archive queues, each with its dead-letter queue,
-- per function: a fixed name, a log group with retention, the environment (table names,
-  BUCKET_NAME, UPLOAD_QUEUE_URL, ARCHIVE_QUEUE_URL as Ref/Fn::Sub) and, for process_upload,
-  ReportBatchItemFailures on its SQS event source,
+- every table of the registry (keys, GSIs, LSI, TTL) from the PynamoDB models,
+- the bucket (CORS, lifecycle rules, S3 -> SQS notifications) and, for every queue S3 sends to,
+  a queue policy that lets it (only from our bucket, only from our account),
+- every queue of the registry, each with its dead-letter queue,
+- per function: a fixed name, a log group with retention, the environment (every table name and
+  queue URL the registry declares, and BUCKET_NAME, as Ref/Fn::Sub) and, for queue consumers that
+  report partial failures, ReportBatchItemFailures on their SQS event source,
 - API Gateway responses that answer auth failures in Chalice's error shape, with CORS.
 
 No cycles: the bucket's name is a fixed Fn::Sub string (never Ref/GetAtt to the bucket), so the
@@ -32,17 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = ROOT / ".chalice" / "config.json"
 DEFAULT_STAGE = "prod"
 
-# (logical id, environment variable) per table, in the order of Models.all().
-TABLES = (("BatchesTable", "BATCHES_TABLE"), ("JobsTable", "JOBS_TABLE"),
-          ("PipelinesTable", "PIPELINES_TABLE"), ("MetaTable", "META_TABLE"))
 BUCKET = "StorageBucket"
-QUEUE_IDS = {resources.UPLOAD_QUEUE: "UploadQueue", resources.ARCHIVE_QUEUE: "ArchiveQueue"}
-QUEUE_URL_ENV = {resources.UPLOAD_QUEUE: "UPLOAD_QUEUE_URL", resources.ARCHIVE_QUEUE: "ARCHIVE_QUEUE_URL"}
-UPLOAD_QUEUE_POLICY = "UploadQueuePolicy"
 API = "RestAPI"  # Chalice's logical id of the REST API
 LOG_RETENTION_DAYS = 30
-# Functions whose handler returns {"batchItemFailures": [...]} (partial batch failure reporting).
-REPORTS_BATCH_ITEM_FAILURES = frozenset({"process_upload"})
 UNAUTHORIZED_MESSAGE = MISSING_TOKEN
 
 
@@ -66,8 +58,16 @@ class Function:
         return {"Fn::Sub": "${AWS::StackName}-" + self.name.replace("_", "-")}
 
 
+def queue_id(queue: str) -> str:
+    return resources.queue_spec(queue).logical_id
+
+
 def dlq_id(queue: str) -> str:
-    return QUEUE_IDS[queue].replace("Queue", "DeadLetterQueue")
+    return resources.queue_spec(queue).dlq_logical_id
+
+
+def queue_policy_id(spec: resources.QueueSpec) -> str:
+    return f"{spec.logical_id}Policy"
 
 
 def load_config(path: Path = CONFIG_FILE) -> dict:
@@ -98,9 +98,10 @@ def app_functions(app=None) -> list[Function]:
         kind = type(source).__name__
         logical_id = to_cfn_resource_name(source.name)
         if kind == "SQSEventConfig":
-            if source.queue not in QUEUE_IDS:
-                raise TemplateError(f"{source.name} listens to queue {source.queue!r}, which resources.py "
-                                    f"does not define (known: {', '.join(QUEUE_IDS)})")
+            try:
+                resources.queue_spec(source.queue)
+            except KeyError as exc:
+                raise TemplateError(f"{source.name} listens to queue {source.queue!r}: {exc.args[0]}") from None
             functions.append(Function(source.name, logical_id, source.queue,
                                       to_cfn_resource_name(f"{source.name}-sqs-event-source")))
         elif kind in ("ScheduledEventConfig", "CloudWatchEventConfig"):
@@ -117,18 +118,17 @@ def bucket_name_sub(config: dict, stage: str = DEFAULT_STAGE) -> str:
 
 
 def table_names(config: dict, stage: str = DEFAULT_STAGE) -> dict[str, str]:
+    """Table key -> the stage's table name."""
     env = stage_environment(config, stage)
-    missing = [var for _, var in TABLES if not env.get(var)]
+    missing = [t.env for t in resources.TABLES if not env.get(t.env)]
     if missing:
         raise TemplateError(f"stage {stage}: environment_variables lacks {', '.join(missing)}")
-    return {var: env[var] for _, var in TABLES}
+    return {t.key: env[t.env] for t in resources.TABLES}
 
 
 def models_for(config: dict, stage: str = DEFAULT_STAGE):
-    names = table_names(config, stage)
-    return build_models(batches=names["BATCHES_TABLE"], jobs=names["JOBS_TABLE"],
-                        pipelines=names["PIPELINES_TABLE"], meta=names["META_TABLE"],
-                        region="us-east-1", host=None)  # region/host do not enter the schema
+    # region/host do not enter the schema
+    return build_models(**table_names(config, stage), region="us-east-1", host=None)
 
 
 # -- resources.py (boto3 API spelling) -> CloudFormation spelling ----------------------
@@ -170,12 +170,13 @@ def cfn_lifecycle_rules(rules: list[dict]) -> list[dict]:
 _QUEUE_ARN_PLACEHOLDER = "arn:placeholder:queue"
 
 
-def cfn_queue_notifications(queue_arn) -> list[dict]:
+def cfn_queue_notifications() -> list[dict]:
+    arns = {spec.key: {"Fn::GetAtt": [spec.logical_id, "Arn"]} for spec in resources.QUEUES}
     out = []
-    for config in resources.notification_configuration(_QUEUE_ARN_PLACEHOLDER)["QueueConfigurations"]:
+    for config in resources.notification_configuration(arns)["QueueConfigurations"]:
         rules = [{"Name": r["Name"], "Value": r["Value"]} for r in config.get("Filter", {}).get("Key", {}).get("FilterRules", [])]
         for event in config["Events"]:
-            entry = {"Event": event, "Queue": queue_arn}
+            entry = {"Event": event, "Queue": config["QueueArn"]}
             if rules:
                 entry["Filter"] = {"S3Key": {"Rules": rules}}
             out.append(entry)
@@ -183,7 +184,7 @@ def cfn_queue_notifications(queue_arn) -> list[dict]:
 
 
 def cfn_queue(queue: str) -> dict:
-    attributes = resources.queue_attributes(_QUEUE_ARN_PLACEHOLDER)
+    attributes = resources.queue_attributes(_QUEUE_ARN_PLACEHOLDER, resources.queue_spec(queue))
     redrive = json.loads(attributes.pop("RedrivePolicy"))
     if redrive.pop("deadLetterTargetArn") != _QUEUE_ARN_PLACEHOLDER:
         raise TemplateError("queue_attributes() must put the DLQ ARN in the redrive policy")
@@ -239,10 +240,10 @@ def gateway_responses() -> dict:
 
 def environment(config: dict, stage: str) -> dict:
     """What every function gets: the names the app's Settings.from_env reads."""
-    env = {var: {"Ref": logical_id} for logical_id, var in TABLES}
+    env = {t.env: {"Ref": t.logical_id} for t in resources.TABLES}
     env["BUCKET_NAME"] = {"Fn::Sub": bucket_name_sub(config, stage)}
-    for queue, var in QUEUE_URL_ENV.items():
-        env[var] = {"Ref": QUEUE_IDS[queue]}
+    for spec in resources.QUEUES:
+        env[spec.env] = {"Ref": spec.logical_id}
     return env
 
 
@@ -254,38 +255,39 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
     res, outputs = out["Resources"], out["Outputs"]
 
     models = models_for(config, stage)
-    for (logical_id, _), model, definition in zip(TABLES, models.all(), resources.table_definitions(models)):
-        res[logical_id] = cfn_table(definition, resources.ttl_attribute(model))
-        outputs[f"{logical_id}Name"] = {"Value": {"Ref": logical_id}}
+    for spec, model, definition in zip(resources.TABLES, models.all(), resources.table_definitions(models)):
+        res[spec.logical_id] = cfn_table(definition, resources.ttl_attribute(model))
+        outputs[f"{spec.logical_id}Name"] = {"Value": {"Ref": spec.logical_id}}
 
-    for queue in resources.QUEUES:
-        res[dlq_id(queue)] = cfn_dead_letter_queue(queue)
-        res[QUEUE_IDS[queue]] = cfn_queue(queue)
-        outputs[f"{QUEUE_IDS[queue]}Url"] = {"Value": {"Ref": QUEUE_IDS[queue]}}
-        outputs[f"{dlq_id(queue)}Url"] = {"Value": {"Ref": dlq_id(queue)}}
+    for spec in resources.QUEUES:
+        res[spec.dlq_logical_id] = cfn_dead_letter_queue(spec.name)
+        res[spec.logical_id] = cfn_queue(spec.name)
+        outputs[f"{spec.logical_id}Url"] = {"Value": {"Ref": spec.logical_id}}
+        outputs[f"{spec.dlq_logical_id}Url"] = {"Value": {"Ref": spec.dlq_logical_id}}
 
     bucket_name = bucket_name_sub(config, stage)
-    upload_queue = QUEUE_IDS[resources.UPLOAD_QUEUE]
-    res[UPLOAD_QUEUE_POLICY] = {"Type": "AWS::SQS::QueuePolicy", "Properties": {
-        "Queues": [{"Ref": upload_queue}],
-        "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
-            "Sid": "BucketNotifications", "Effect": "Allow",
-            "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
-            "Resource": {"Fn::GetAtt": [upload_queue, "Arn"]},
-            "Condition": {
-                "ArnEquals": {"aws:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:s3:::" + bucket_name}},
-                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
-            }}]}}}
+    notified = [spec for spec in resources.QUEUES if spec.s3_prefixes]
+    for spec in notified:
+        res[queue_policy_id(spec)] = {"Type": "AWS::SQS::QueuePolicy", "Properties": {
+            "Queues": [{"Ref": spec.logical_id}],
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "BucketNotifications", "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+                "Resource": {"Fn::GetAtt": [spec.logical_id, "Arn"]},
+                "Condition": {
+                    "ArnEquals": {"aws:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:s3:::" + bucket_name}},
+                    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                }}]}}}
     res[BUCKET] = {
         "Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
         # S3 checks that it may send to the queue when the notification is written.
-        "DependsOn": [UPLOAD_QUEUE_POLICY],
+        "DependsOn": [queue_policy_id(spec) for spec in notified],
         "Properties": {
             "BucketName": {"Fn::Sub": bucket_name},
             "CorsConfiguration": {"CorsRules": cfn_cors_rules(resources.CORS_RULES)},
             "LifecycleConfiguration": {"Rules": cfn_lifecycle_rules(resources.LIFECYCLE_RULES)},
             "NotificationConfiguration": {
-                "QueueConfigurations": cfn_queue_notifications({"Fn::GetAtt": [upload_queue, "Arn"]})},
+                "QueueConfigurations": cfn_queue_notifications()},
             "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
                                                "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
             "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
@@ -303,8 +305,8 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
                            "RetentionInDays": LOG_RETENTION_DAYS}}
         properties: dict = {"FunctionName": fn.function_name, "Environment": {"Variables": dict(env)}}
         if fn.queue:
-            event = {"Queue": {"Fn::Sub": "${%s.Arn}" % QUEUE_IDS[fn.queue]}}  # Chalice uses Fn::Sub too
-            if fn.name in REPORTS_BATCH_ITEM_FAILURES:
+            event = {"Queue": {"Fn::Sub": "${%s.Arn}" % queue_id(fn.queue)}}  # Chalice uses Fn::Sub too
+            if resources.queue_spec(fn.queue).report_failures:
                 event["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
             properties["Events"] = {fn.event_id: {"Properties": event}}
         # The log group exists (with its retention) before the function can write to it.
@@ -334,8 +336,9 @@ def _check_config(config: dict, stage: str, functions: list[Function]) -> None:
             raise TemplateError(f"policy file .chalice/{policy} for {fn.name} does not exist")
         if fn.queue:
             timeout = fn_config.get("lambda_timeout", stage_config.get("lambda_timeout", 60))
-            if resources.QUEUE_VISIBILITY_TIMEOUT < timeout:
-                raise TemplateError(f"{fn.name}: queue visibility timeout {resources.QUEUE_VISIBILITY_TIMEOUT} s is "
+            visibility = resources.queue_spec(fn.queue).visibility_timeout
+            if visibility < timeout:
+                raise TemplateError(f"{fn.name}: queue visibility timeout {visibility} s is "
                                     f"shorter than the function timeout {timeout} s")
 
 

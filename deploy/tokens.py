@@ -47,15 +47,13 @@ def create_token(repository, owner: str) -> str:
 
 def settings_for_stage(stage: str, region: str | None = None, env=None) -> Settings:
     env = os.environ if env is None else env
-    names = tmpl.table_names(tmpl.load_config(), stage)
+    tables = tmpl.table_names(tmpl.load_config(), stage)
     if not region:
         import boto3
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or boto3.session.Session().region_name
     if not region:
         raise ValueError("no AWS region: pass --region or set AWS_REGION")
-    return Settings(region=region, endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-                    batches_table=names["BATCHES_TABLE"], jobs_table=names["JOBS_TABLE"],
-                    pipelines_table=names["PIPELINES_TABLE"], meta_table=names["META_TABLE"])
+    return Settings(region=region, endpoint_url=env.get("AWS_ENDPOINT_URL") or None, tables=tables)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     from chalicelib.wiring import Container
     token = create_token(Container(settings).repository, owner)
-    print(f"Token for owner {owner!r} (stage {args.stage}, table {settings.meta_table}, {settings.region}).\n"
+    print(f"Token for owner {owner!r} (stage {args.stage}, table {settings.table('meta')}, {settings.region}).\n"
           "It is shown only now; store it safely:\n", file=sys.stderr)
     print(token)
     return 0

@@ -65,23 +65,19 @@ class Stack:
     def _start_services(self) -> None:
         """Resources, the API server, the pollers and the sweep, against AWS_ENDPOINT_URL."""
         from chalicelib import resources, wiring
-        container = wiring.reset()
-        container = wiring.get()
-        created = resources.create_all(
-            models=container.models, dynamodb=container.dynamodb, s3=container.s3, sqs=container.sqs,
-            bucket=container.settings.bucket, region=container.settings.region)
-        os.environ["UPLOAD_QUEUE_URL"] = created["queue_url"]
-        os.environ["ARCHIVE_QUEUE_URL"] = created["archive_queue_url"]
         wiring.reset()
-        self.queue_url = created["queue_url"]
-        self.dlq_url = created["dlq_url"]
+        settings = wiring.get().provision()
+        for spec in resources.QUEUES:  # the functions read their queues' URLs from the environment
+            os.environ[spec.env] = settings.queue_url(spec.key)
+        wiring.reset()
+        self.queue_urls = dict(settings.queue_urls)
 
         import app as chalice_app
         self.app = chalice_app.app
-        self._spawn(lambda: self._poll(created["arrival_queue_url"], "register_uploads"), "arrival-poller")
-        for n in range(self.workers):
-            self._spawn(lambda: self._poll(self.queue_url, "process_upload"), f"upload-poller-{n}")
-        self._spawn(lambda: self._poll(created["archive_queue_url"], "build_archive", batch=1), "archive-builder")
+        for spec in resources.QUEUES:   # one poller per event source mapping (more for processing)
+            for n in range(spec.local_workers or self.workers):
+                self._spawn(lambda spec=spec: self._poll(self.queue_urls[spec.key], spec.handler, batch=spec.batch_size),
+                            f"{spec.key}-poller-{n}")
         self._spawn(self._sweep, "sweeper")
         self._serve_api()
 

@@ -25,6 +25,7 @@ from deploy_support import ACCOUNT, REGION, ROOT, STACK, create_stack
 from iam_calls import Arns, Need, Recorder, Statement, needs_for, statements
 from workload import Workload
 
+from chalicelib import resources
 from deploy import template as tmpl
 
 APP_PREFIXES = ("uploads/", "outputs/", "archives/")
@@ -134,8 +135,8 @@ def test_no_function_is_granted_more_than_it_uses(needs, policies, functions):
 
 def test_no_wildcard_actions_and_every_resource_scoped_to_the_stack(policies, deployed):
     arns = Arns(REGION, ACCOUNT)
-    owned = [arns.table(deployed[f"{t}Name"]) for t, _ in tmpl.TABLES]
-    owned += [arns.queue(deployed[k]) for k in ("UploadQueueUrl", "ArchiveQueueUrl")]
+    owned = [arns.table(deployed[f"{t.logical_id}Name"]) for t in resources.TABLES]
+    owned += [arns.queue(deployed[f"{q.logical_id}Url"]) for q in resources.QUEUES]
     owned += [f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{STACK}-"]
     bucket = arns.bucket(deployed["StorageBucketName"])
     for name, granted in policies.items():

@@ -45,13 +45,11 @@ def settings(deployed) -> Settings:
 
 
 def test_every_function_gets_the_settings_the_app_reads(deployed, settings):
-    assert settings.batches_table == deployed["BatchesTableName"]
-    assert settings.jobs_table == deployed["JobsTableName"]
-    assert settings.pipelines_table == deployed["PipelinesTableName"]
-    assert settings.meta_table == deployed["MetaTableName"]
+    for table in resources.TABLES:
+        assert settings.table(table.key) == deployed[f"{table.logical_id}Name"]
     assert settings.bucket == deployed["StorageBucketName"] == f"imgbatch-prod-uploads-{ACCOUNT}-{REGION}"
-    assert settings.upload_queue_url == deployed["UploadQueueUrl"]
-    assert settings.archive_queue_url == deployed["ArchiveQueueUrl"]
+    for queue in resources.QUEUES:
+        assert settings.queue_url(queue.key) == deployed[f"{queue.logical_id}Url"]
     lam = client("lambda")
     config = tmpl.load_config()
     for fn in tmpl.app_functions():
@@ -66,8 +64,7 @@ def test_every_function_gets_the_settings_the_app_reads(deployed, settings):
 
 def test_tables_match_the_models(deployed, settings):
     ddb = client("dynamodb")
-    models = build_models(batches=settings.batches_table, jobs=settings.jobs_table,
-                          pipelines=settings.pipelines_table, meta=settings.meta_table, region=REGION, host=None)
+    models = build_models(**settings.tables, region=REGION, host=None)
     for model, wanted in zip(models.all(), resources.table_definitions(models)):
         table = ddb.describe_table(TableName=wanted["TableName"])["Table"]
         assert table["KeySchema"] == wanted["KeySchema"]
@@ -92,17 +89,17 @@ def test_bucket_cors_lifecycle_notifications_match_resources(deployed, settings)
     bucket = settings.bucket
     assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"] == resources.CORS_RULES
     assert s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == resources.LIFECYCLE_RULES
-    queue_arn = client("sqs").get_queue_attributes(QueueUrl=settings.upload_queue_url,
-                                                   AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arns = {q.key: client("sqs").get_queue_attributes(QueueUrl=settings.queue_url(q.key), AttributeNames=[
+        "QueueArn"])["Attributes"]["QueueArn"] for q in resources.QUEUES}
     got = s3.get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]
-    wanted = resources.notification_configuration(queue_arn)["QueueConfigurations"]
+    wanted = resources.notification_configuration(queue_arns)["QueueConfigurations"]
     strip = (lambda configs: [{k: v for k, v in c.items() if k != "Id"} for c in configs])
     assert strip(got) == strip(wanted)
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     assert all(block.values()) and len(block) == 4
 
 
-def test_uploads_reach_the_upload_queue_and_nothing_else_does(deployed, settings):
+def test_uploads_reach_the_arrival_queue_and_nothing_else_does(deployed, settings):
     s3, sqs = client("s3"), client("sqs")
     s3.put_object(Bucket=settings.bucket, Key="outputs/not/an/upload.png", Body=b"x")
     key = "uploads/3f0c3c8e-0000-4000-8000-000000000001/3f0c3c8e-0000-4000-8000-000000000002/a b.png"
@@ -110,7 +107,7 @@ def test_uploads_reach_the_upload_queue_and_nothing_else_does(deployed, settings
     keys = []
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not keys:
-        for m in sqs.receive_message(QueueUrl=settings.upload_queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for m in sqs.receive_message(QueueUrl=settings.queue_url("arrivals"), MaxNumberOfMessages=10).get("Messages", []):
             body = json.loads(m["Body"])
             keys += [r["s3"]["object"]["key"] for r in body.get("Records", [])]
     from chalicelib.services.processing import keys_in_message
@@ -120,22 +117,22 @@ def test_uploads_reach_the_upload_queue_and_nothing_else_does(deployed, settings
 
 def test_queues_redrive_to_their_dead_letter_queues(deployed, settings):
     sqs = client("sqs")
-    for queue_url, dlq_output in ((settings.upload_queue_url, "UploadDeadLetterQueueUrl"),
-                                  (settings.archive_queue_url, "ArchiveDeadLetterQueueUrl")):
-        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
-        dlq = sqs.get_queue_attributes(QueueUrl=deployed[dlq_output], AttributeNames=["All"])["Attributes"]
-        wanted = resources.queue_attributes(dlq["QueueArn"])
+    for spec in resources.QUEUES:
+        attrs = sqs.get_queue_attributes(QueueUrl=settings.queue_url(spec.key), AttributeNames=["All"])["Attributes"]
+        dlq = sqs.get_queue_attributes(QueueUrl=deployed[f"{spec.dlq_logical_id}Url"],
+                                       AttributeNames=["All"])["Attributes"]
+        wanted = resources.queue_attributes(dlq["QueueArn"], spec)
         assert json.loads(attrs["RedrivePolicy"]) == json.loads(wanted["RedrivePolicy"])
         assert attrs["VisibilityTimeout"] == wanted["VisibilityTimeout"]
         assert attrs["MessageRetentionPeriod"] == wanted["MessageRetentionPeriod"]
         assert dlq["MessageRetentionPeriod"] == resources.dlq_attributes()["MessageRetentionPeriod"]
         assert int(dlq["MessageRetentionPeriod"]) > int(attrs["MessageRetentionPeriod"])
-        assert attrs["QueueArn"].rsplit(":", 1)[-1] in resources.QUEUES
+        assert attrs["QueueArn"].rsplit(":", 1)[-1] == spec.name
         assert dlq["QueueArn"].rsplit(":", 1)[-1] == resources.dlq_name(attrs["QueueArn"].rsplit(":", 1)[-1])
 
 
-def test_only_our_bucket_in_our_account_may_send_to_the_upload_queue(deployed, settings):
-    attrs = client("sqs").get_queue_attributes(QueueUrl=settings.upload_queue_url,
+def test_only_our_bucket_in_our_account_may_send_to_the_arrival_queue(deployed, settings):
+    attrs = client("sqs").get_queue_attributes(QueueUrl=settings.queue_url("arrivals"),
                                                AttributeNames=["Policy", "QueueArn"])["Attributes"]
     policy = json.loads(attrs["Policy"])
     [statement] = policy["Statement"]
@@ -143,20 +140,24 @@ def test_only_our_bucket_in_our_account_may_send_to_the_upload_queue(deployed, s
     assert statement["Action"] == "sqs:SendMessage" and statement["Resource"] == attrs["QueueArn"]
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": f"arn:aws:s3:::{settings.bucket}"},
                                       "StringEquals": {"aws:SourceAccount": ACCOUNT}}
-    assert "Policy" not in client("sqs").get_queue_attributes(
-        QueueUrl=settings.archive_queue_url, AttributeNames=["Policy"]).get("Attributes", {})
+    for key in ("uploads", "archives"):   # only our functions send to these
+        assert "Policy" not in client("sqs").get_queue_attributes(
+            QueueUrl=settings.queue_url(key), AttributeNames=["Policy"]).get("Attributes", {})
 
 
 def test_event_sources_and_partial_batch_failures(deployed, settings):
     lam, sqs = client("lambda"), client("sqs")
     arn = (lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
     [upload] = lam.list_event_source_mappings(FunctionName=function_name("process_upload"))["EventSourceMappings"]
-    assert upload["EventSourceArn"] == arn(settings.upload_queue_url)
+    assert upload["EventSourceArn"] == arn(settings.queue_url("uploads"))
     assert upload["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert upload["BatchSize"] == 10
+    [arrival] = lam.list_event_source_mappings(FunctionName=function_name("register_uploads"))["EventSourceMappings"]
+    assert arrival["EventSourceArn"] == arn(settings.queue_url("arrivals"))
+    assert arrival["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     [archive] = lam.list_event_source_mappings(FunctionName=function_name("build_archive"))["EventSourceMappings"]
-    assert archive["EventSourceArn"] == arn(settings.archive_queue_url) and archive["BatchSize"] == 1
-    for name in ("process_upload", "build_archive"):
+    assert archive["EventSourceArn"] == arn(settings.queue_url("archives")) and archive["BatchSize"] == 1
+    for name in ("register_uploads", "process_upload", "build_archive"):
         timeout = lam.get_function_configuration(FunctionName=function_name(name))["Timeout"]
         assert timeout <= resources.QUEUE_VISIBILITY_TIMEOUT, name
 

@@ -7,6 +7,7 @@ with aws-sam-translator first (deploy_support.translate) and the result is linte
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import json
 
 import pytest
@@ -44,7 +45,7 @@ def test_lint_after_translation_catches_a_cycle(sam_template):
     """Why the bucket has a fixed Fn::Sub name: naming it with Ref in the queue policy makes a cycle
     (bucket -> queue policy -> bucket) that the linter reports once the template is translated."""
     broken = copy.deepcopy(with_code_in_s3(sam_template))
-    condition = broken["Resources"]["UploadQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
+    condition = broken["Resources"]["ArrivalQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
     condition["ArnEquals"]["aws:SourceArn"] = {"Fn::GetAtt": ["StorageBucket", "Arn"]}
     assert any(m.startswith("E3004") for m in lint_matches(translate(broken)))
 
@@ -52,8 +53,8 @@ def test_lint_after_translation_catches_a_cycle(sam_template):
 def test_tables_in_the_template_are_the_table_definitions(sam_template):
     config = tmpl.load_config()
     models = tmpl.models_for(config)
-    for (logical_id, _), model, wanted in zip(tmpl.TABLES, models.all(), resources.table_definitions(models)):
-        table = sam_template["Resources"][logical_id]
+    for spec, model, wanted in zip(resources.TABLES, models.all(), resources.table_definitions(models)):
+        table = sam_template["Resources"][spec.logical_id]
         props = dict(table["Properties"])
         ttl = props.pop("TimeToLiveSpecification", None)
         assert props.pop("PointInTimeRecoverySpecification") == {"PointInTimeRecoveryEnabled": True}
@@ -68,8 +69,8 @@ def test_the_merge_template_follows_resources_py(monkeypatch):
     monkeypatch.setattr(resources, "CORS_RULES", [{**resources.CORS_RULES[0], "MaxAgeSeconds": 7}])
     monkeypatch.setattr(resources, "LIFECYCLE_RULES", resources.LIFECYCLE_RULES + [
         {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": "outputs/"}, "Expiration": {"Days": 3}}])
-    monkeypatch.setattr(resources, "QUEUE_MAX_RECEIVES", 9)
-    monkeypatch.setattr(resources, "UPLOAD_PREFIX", "incoming/")
+    monkeypatch.setattr(resources, "QUEUES", tuple(
+        replace(q, max_receives=9, s3_prefixes=("incoming/",) if q.s3_prefixes else ()) for q in resources.QUEUES))
     built = tmpl.build()["Resources"]
     bucket = built["StorageBucket"]["Properties"]
     assert bucket["CorsConfiguration"]["CorsRules"][0]["MaxAge"] == 7
@@ -106,10 +107,10 @@ def test_packaging_refuses_configs_that_break_least_privilege_or_sqs():
 def test_every_function_is_configured_in_the_packaged_template(sam_template):
     res = sam_template["Resources"]
     env_names = {"BATCHES_TABLE", "JOBS_TABLE", "PIPELINES_TABLE", "META_TABLE", "BUCKET_NAME",
-                 "UPLOAD_QUEUE_URL", "ARCHIVE_QUEUE_URL"}
+                 "UPLOAD_QUEUE_URL", "ARCHIVE_QUEUE_URL", "ARRIVAL_QUEUE_URL"}
     functions = tmpl.app_functions()
-    assert {fn.name for fn in functions} == {"api_handler", "token_auth", "process_upload", "build_archive",
-                                             "expire_uploads"}
+    assert {fn.name for fn in functions} == {"api_handler", "token_auth", "register_uploads", "process_upload",
+                                             "build_archive", "expire_uploads"}
     for fn in functions:
         props = res[fn.logical_id]["Properties"]
         variables = props["Environment"]["Variables"]

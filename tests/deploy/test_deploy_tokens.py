@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from deploy_support import REGION, ROOT
 
-from chalicelib import resources, wiring
+from chalicelib import wiring
 from deploy import template as tmpl
 from deploy import tokens
 
@@ -23,19 +23,17 @@ from deploy import tokens
 def prod_tables(aws_env):
     with mock_aws():
         settings = tokens.settings_for_stage("prod", REGION, env={})
-        container = wiring.Container(settings)
-        resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
-                             sqs=container.sqs, bucket=settings.bucket, region=REGION)
+        wiring.Container(settings).provision()
         yield settings
 
 
 def test_create_prints_a_token_and_stores_only_its_hash(prod_tables, capsys):
-    assert prod_tables.meta_table == tmpl.stage_environment(tmpl.load_config(), "prod")["META_TABLE"]
+    assert prod_tables.table("meta") == tmpl.stage_environment(tmpl.load_config(), "prod")["META_TABLE"]
     assert tokens.main(["create", "--owner", "studio", "--stage", "prod", "--region", REGION]) == 0
     out = capsys.readouterr()
     token = out.out.strip()
     assert len(token) >= 43 and "studio" in out.err       # 256 random bits, urlsafe base64
-    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=prod_tables.meta_table)["Items"]
+    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=prod_tables.table("meta"))["Items"]
     assert items == [{"id": {"S": f"token#{hashlib.sha256(token.encode()).hexdigest()}"}, "owner": {"S": "studio"}}]
     assert token not in str(items)
 

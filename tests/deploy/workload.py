@@ -58,7 +58,20 @@ class Workload:
             return self.client.lambda_.invoke(function, event).payload
 
     def process(self, *keys: str):
-        return self.sqs_invoke("process_upload", "imgbatch-uploads", [_s3_event(self.settings.bucket, k) for k in keys])
+        """S3's notifications through the arrival queue, then what register_uploads queued for processing."""
+        result = self.sqs_invoke("register_uploads", "imgbatch-arrivals",
+                                 [_s3_event(self.settings.bucket, k) for k in keys])
+        self.drain_processing()
+        return result
+
+    def drain_processing(self) -> None:
+        """What the processing queue's event source mapping does: receive, invoke process_upload."""
+        url = self.settings.queue_url("uploads")
+        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            payload = self.sqs_invoke("process_upload", "imgbatch-uploads", [m["Body"] for m in messages])
+            assert payload == {"batchItemFailures": []}, payload
+            for m in messages:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
     def upload(self, upload: dict, data: bytes) -> None:
         # The browser's presigned POST; moto does not enforce the policy, the size check is the app's.
@@ -72,11 +85,11 @@ class Workload:
 
     def build_archives(self) -> int:
         """What the archive queue's event source mapping does: receive, invoke build_archive."""
-        got = self.sqs.receive_message(QueueUrl=self.settings.archive_queue_url, MaxNumberOfMessages=10)
+        got = self.sqs.receive_message(QueueUrl=self.settings.queue_url("archives"), MaxNumberOfMessages=10)
         messages = got.get("Messages", [])
         for m in messages:
             self.sqs_invoke("build_archive", "imgbatch-archives", [m["Body"]])
-            self.sqs.delete_message(QueueUrl=self.settings.archive_queue_url, ReceiptHandle=m["ReceiptHandle"])
+            self.sqs.delete_message(QueueUrl=self.settings.queue_url("archives"), ReceiptHandle=m["ReceiptHandle"])
         return len(messages)
 
     def new_batch(self, pipeline_ids, files) -> tuple[dict, list[dict]]:
@@ -163,10 +176,9 @@ class Workload:
 
         # retry: the bad file is stored, so it goes round again (and fails again)
         self.http("POST", f"/batches/{bid}/retry", expect=200)
-        got = self.sqs.receive_message(QueueUrl=self.settings.upload_queue_url, MaxNumberOfMessages=10)
-        bodies = [m["Body"] for m in got.get("Messages", [])]
-        assert bodies, "retry sent nothing to the upload queue"
-        self.sqs_invoke("process_upload", "imgbatch-uploads", bodies)
+        self.drain_processing()
+        _, got = self.http("GET", f"/batches/{bid}", expect=200)
+        assert got["batch"]["status"] == "completed_with_errors", got["batch"]
 
         # a large archive: built by build_archive after the API queued it (202)
         from chalicelib import wiring
@@ -191,16 +203,41 @@ class Workload:
         self.http("POST", f"/batches/{batch2['id']}/cancel", expect=409)
         self.upload(uploads2[2], _image("PNG"))
         self.process(uploads2[2]["fields"]["key"])   # after cancel: deleted, not processed
+        # a processing message queued before the cancel (a retry's, say) discards its upload too
+        self.sqs_invoke("process_upload", "imgbatch-uploads", [_s3_event(self.settings.bucket,
+                                                                          uploads2[2]["fields"]["key"])])
 
-        # expiry: a batch whose uploads never come
-        wiring.reset(replace(self.settings, upload_ttl_seconds=1, expiry_grace_seconds=0))
-        batch3, _ = self.new_batch([web["id"]], [{"name": "late.png", "size": 10, "content_type": "image/png"}])
-        time.sleep(1.2)
+        # expiry: one upload never comes; S3 has the other, whose notification is still queued
+        wiring.reset(replace(self.settings, upload_ttl_seconds=2, expiry_grace_seconds=0))
+        batch3, uploads3 = self.new_batch([web["id"]], [
+            {"name": "late.png", "size": 10, "content_type": "image/png"},
+            {"name": "stored.png", "size": len(_image("PNG")), "content_type": "image/png"}])
+        self.upload(uploads3[1], _image("PNG"))
+        time.sleep(2.2)
         assert self.sweep() == {"expired": 1, "deletes_resumed": 0}
         wiring.reset(self.settings)
+        self.drain_processing()
+        _, got = self.http("GET", f"/batches/{batch3['id']}", expect=200)
+        assert got["batch"]["status"] == "completed_with_errors", got["batch"]
+
+        # a cancel and a delete that a crash cut short: the sweep finishes both
+        from chalicelib.services.clock import iso, utcnow
+        repo = wiring.get().repository
+        batch4, _ = self.new_batch([web["id"]], [{"name": "x.png", "size": 10, "content_type": "image/png"}])
+        assert repo.finalize(repo.get_batch(batch4["id"]), "cancelled", iso(utcnow()))   # jobs never reached
+        batch5, uploads5 = self.new_batch([web["id"]], [
+            {"name": "y.png", "size": len(_image("PNG")), "content_type": "image/png"}])
+        self.upload(uploads5[0], _image("PNG"))
+        self.process(uploads5[0]["fields"]["key"])
+        self.http("GET", f"/batches/{batch5['id']}/download?redirect=false", expect=200)   # an archive too
+        assert repo.mark_deleting(repo.get_batch(batch5["id"]), iso(utcnow()))          # objects never removed
+        assert self.sweep() == {"expired": 0, "deletes_resumed": 1}
+        _, got = self.http("GET", f"/batches/{batch4['id']}", expect=200)
+        assert got["batch"]["progress"]["cancelled"] == 1, got["batch"]
+        self.http("GET", f"/batches/{batch5['id']}", expect=404)
 
         # delete everything of the first batches
-        for b in (bid, batch2["id"], batch3["id"]):
+        for b in (bid, batch2["id"], batch3["id"], batch4["id"]):
             self.http("DELETE", f"/batches/{b}", expect=204)
         self.http("GET", f"/batches/{bid}", expect=404)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import pytest
 import requests
@@ -81,13 +80,10 @@ def moto_server(monkeypatch):
 
 
 def test_each_event_three_times_shuffled_by_eight_workers_counts_once(moto_server):
-    from chalicelib import resources, wiring
+    from chalicelib import wiring
     from chalicelib.settings import Settings
     settings = Settings(endpoint_url=moto_server, local_api_tokens={"t": "studio"})
-    container = wiring.Container(settings)
-    created = resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
-                                   sqs=container.sqs, bucket=settings.bucket, region="us-east-1")
-    container = wiring.Container(replace(settings, upload_queue_url=created["queue_url"]))
+    container = wiring.Container(wiring.Container(settings).provision())
     pipeline = container.pipelines.create("studio", {"name": "t", "format": "jpeg", "width": 8})
     n = 300
     body = images.png((16, 16))
@@ -141,12 +137,10 @@ container.processor.process_key(sys.argv[2])
 def test_a_worker_killed_between_outputs_and_commit_is_repaired_by_redelivery(moto_server):
     import subprocess
     import sys
-    from chalicelib import resources, wiring
+    from chalicelib import wiring
     from chalicelib.settings import Settings
     from tests.e2e.conftest import ROOT
-    container = wiring.Container(Settings(endpoint_url=moto_server))
-    resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
-                         sqs=container.sqs, bucket=container.settings.bucket, region="us-east-1")
+    container = wiring.Container(wiring.Container(Settings(endpoint_url=moto_server)).provision())
     pipeline = container.pipelines.create("studio", {"name": "t", "format": "jpeg", "width": 8})
     body = images.png((16, 16))
     created = container.batches.create("studio", {"pipeline_id": pipeline["id"], "files": [

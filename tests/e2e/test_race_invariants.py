@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote_plus
 
 import pytest
-import requests
 
 from tests import images
 from tests.e2e.conftest import LocalStack, upload, wait_for

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 from chalice.test import Client
 from requests.structures import CaseInsensitiveDict
 from moto import mock_aws
 
-from chalicelib import resources, wiring
+from chalicelib import wiring
 from chalicelib.settings import Settings
 
 TOKENS = {"token-alice": "alice", "token-bob": "bob"}
@@ -17,17 +16,13 @@ TOKENS = {"token-alice": "alice", "token-bob": "bob"}
 
 @pytest.fixture
 def settings():
-    return Settings(local_api_tokens=TOKENS, upload_queue_url=None)
+    return Settings(local_api_tokens=TOKENS)
 
 
 @pytest.fixture
 def aws(settings):
     with mock_aws():
-        container = wiring.Container(settings)
-        created = resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
-                                       sqs=container.sqs, bucket=settings.bucket, region=settings.region)
-        container = wiring.reset(replace(settings, upload_queue_url=created["queue_url"],
-                                         archive_queue_url=created["archive_queue_url"]))
+        container = wiring.reset(wiring.Container(settings).provision())
         yield container
         wiring.reset()
 

@@ -144,7 +144,7 @@ def test_large_archives_are_built_by_the_builder_while_the_client_polls(flow, ap
     assert r.data["status"] == "building"
     # polling again while building does not queue a second build
     assert api.get(f"/batches/{bid}/download").status_code == 202
-    sqs, url = aws.sqs, aws.settings.archive_queue_url
+    sqs, url = aws.sqs, aws.settings.queue_url("archives")
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     assert len(messages) == 1
     event = api.client.events.generate_sqs_event(message_bodies=[messages[0]["Body"]], queue_name="imgbatch-archives")

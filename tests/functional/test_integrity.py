@@ -30,12 +30,12 @@ def queued_keys(aws) -> list[str]:
     from urllib.parse import unquote_plus
     keys = []
     while True:
-        got = aws.sqs.receive_message(QueueUrl=aws.settings.upload_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        got = aws.sqs.receive_message(QueueUrl=aws.settings.queue_url("uploads"), MaxNumberOfMessages=10).get("Messages", [])
         if not got:
             return keys
         for m in got:
             keys += [unquote_plus(r["s3"]["object"]["key"]) for r in json.loads(m["Body"])["Records"]]
-            aws.sqs.delete_message(QueueUrl=aws.settings.upload_queue_url, ReceiptHandle=m["ReceiptHandle"])
+            aws.sqs.delete_message(QueueUrl=aws.settings.queue_url("uploads"), ReceiptHandle=m["ReceiptHandle"])
 
 
 def assert_books_balance(api, expected_batches: int):

@@ -6,7 +6,7 @@ import uuid
 import pytest
 from moto import mock_aws
 
-from chalicelib import resources, wiring
+from chalicelib import wiring
 from chalicelib.adapters.repository import batch_index_keys
 from chalicelib.settings import Settings
 
@@ -40,9 +40,7 @@ def aws():
                         ("AWS_DEFAULT_REGION", "us-east-1")):
         mp.setenv(name, value)
     with mock_aws():
-        container = wiring.Container(Settings())
-        resources.create_all(models=container.models, dynamodb=container.dynamodb, s3=container.s3,
-                             sqs=container.sqs, bucket=container.settings.bucket, region="us-east-1")
+        container = wiring.Container(wiring.Container(Settings()).provision())
         seed(container, "alice", 5000)
         seed(container, "bob", 300)
         yield container

@@ -48,7 +48,7 @@ class Flow:
 
     def drain_queue(self):
         """Deliver what retry enqueued, as the event source mapping would."""
-        sqs, url = self.aws.sqs, self.aws.settings.upload_queue_url
+        sqs, url = self.aws.sqs, self.aws.settings.queue_url("uploads")
         while True:
             got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
             if not got:
