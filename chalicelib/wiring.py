@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from pathlib import Path
 
 import boto3
 from botocore.config import Config
@@ -85,6 +86,12 @@ class Container:
         from .services.archives import ArchiveService
         return ArchiveService(self.repository, self.storage, self.s3, self.settings,
                               ArchiveQueue(self.sqs, self.settings.archive_queue_url))
+
+    @cached_property
+    def web(self):
+        from .services.webui import WebUI
+        # web/ sits beside chalicelib/, in the repository and at the root of the Lambda zip
+        return WebUI(Path(__file__).resolve().parents[1] / "web", self.storage)
 
     @cached_property
     def auth(self):

@@ -58,7 +58,7 @@ class BatchService:
             "total_pipelines": len(pipelines), "total_files": len(jobs), "total_size": request.total_size,
             "status": QUEUED, "created_at": created, "updated_at": created, "upload_expires_at": iso(expires),
             "sample_file_names": sample_names(request.files),
-            "owner": owner, "owner_prefix": f"{owner}#{prefix}", "created_sk": created_sk,
+            "owner": owner, "owner_prefix": f"{owner}#{naming.prefix_key(prefix)}", "created_sk": created_sk,
             "files_sk": f"{len(jobs):06d}#{created_sk}", "open_shard": "open",
             **batch_index_keys(owner, prefix, QUEUED, created_sk),
         }
@@ -132,11 +132,11 @@ class BatchService:
         order = choice_param(params, "sort_order", ("asc", "desc"), "desc")
         limit = limit_param(params)
         if status and prefix:
-            partition, value = "owner_status_prefix", f"{owner}#{status}#{prefix}"
+            partition, value = "owner_status_prefix", f"{owner}#{status}#{naming.prefix_key(prefix)}"
         elif status:
             partition, value = "owner_status", f"{owner}#{status}"
         elif prefix:
-            partition, value = "owner_prefix", f"{owner}#{prefix}"
+            partition, value = "owner_prefix", f"{owner}#{naming.prefix_key(prefix)}"
         else:
             partition, value = "owner", owner
         sort = SORTS[sort_by]
