@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import json
+import operator
 import re
+from itertools import accumulate, count
 from typing import Any, Iterable
 
 # Deeper request bodies are refused before parsing: the API's deepest body (a batch's files) has
 # three levels, and json.loads recurses once per level (about 1,000 levels raise RecursionError).
 MAX_JSON_DEPTH = 10
-# A JSON string or a bracket outside strings; the closing quote is optional so that an
-# unterminated string is consumed once (linear) instead of being retried at every later quote.
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+# A JSON string; the closing quote is optional so that an unterminated string is consumed once
+# (linear) instead of being retried at every later quote.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEPS = str.maketrans({"[": "\x02", "{": "\x02", "]": "\x00", "}": "\x00"})
 
 
 class Invalid(ValueError):
@@ -55,19 +59,15 @@ def text_params(params: dict) -> dict:
 
 
 def nests_deeper_than(text: str, limit: int) -> bool:
-    """True when the arrays and objects of a JSON text nest more than `limit` levels deep."""
+    """True when the arrays and objects of a JSON text nest more than `limit` levels deep.
+    Brackets inside strings do not count. Runs at C speed (regex, translate, accumulate):
+    a hostile 6 MB body of brackets is scanned in a fraction of what json.loads takes."""
     if text.count("[") + text.count("{") <= limit:  # the common case, without a scan
         return False
-    depth = 0
-    for match in _JSON_TOKEN.finditer(text):
-        token = match.group()
-        if token == "[" or token == "{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif token == "]" or token == "}":
-            depth -= 1
-    return False
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    # an opener steps 2, a closer 0; minus one per bracket that is the depth after each bracket
+    depths = map(operator.sub, accumulate(brackets.translate(_STEPS).encode("ascii")), count(1))
+    return max(depths, default=0) > limit
 
 
 def parse_json(raw: bytes | str, what: str = "request body"):
