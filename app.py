@@ -9,23 +9,30 @@ import functools
 import json
 import logging
 from pathlib import Path
+from urllib.parse import urlencode
 
 from chalice import AuthResponse, Chalice, Rate, Response
 
 from chalicelib import resources, wiring
-from chalicelib.errors import MISSING_TOKEN, BadRequest, NotFound, ServiceError, Unauthorized
+from chalicelib.domain.validation import Invalid, parse_json, text_params
+from chalicelib.errors import MISSING_TOKEN, BadRequest, ServiceError, Unauthorized
 from chalicelib.services.auth import bearer_token
 from chalicelib.services.views import batch_view
 
 app = Chalice(app_name="imgbatch")
 app.log.setLevel(logging.INFO)
-# Browsers call the API from the UI origin and S3 from theirs.
-app.api.cors = True
+# No CORS: the UI is served by this API (same origin) and browsers upload to and download
+# from S3, whose bucket has its own CORS rule (chalicelib/resources.py). Other origins' pages
+# get no access to the API's answers; the CLI and scripts are not browsers and need none.
+app.api.cors = False
 
 ANONYMOUS = "anonymous"  # authorizer verdict for a missing or unknown token; routes answer 401
+# API Gateway caches an authorizer's verdict per token this long: a revoked token keeps working
+# until it expires; each expiry costs one authorizer call (a DynamoDB GetItem). README "Tokens".
+AUTHORIZER_TTL_SECONDS = 60
 
 
-@app.authorizer(ttl_seconds=300)
+@app.authorizer(ttl_seconds=AUTHORIZER_TTL_SECONDS)
 def token_auth(auth_request):
     owner = wiring.get().auth.owner_for(bearer_token(auth_request.token))
     return AuthResponse(routes=["*"], principal_id=owner or ANONYMOUS)
@@ -70,13 +77,16 @@ def _body():
     if not raw:
         raise BadRequest("request body is empty: send a JSON object")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        return parse_json(raw)
+    except Invalid as exc:
+        raise BadRequest(exc.message) from None
 
 
 def _params() -> dict:
-    return dict(app.current_request.query_params or {})
+    try:
+        return text_params(dict(app.current_request.query_params or {}))
+    except Invalid as exc:
+        raise BadRequest(exc.message) from None
 
 
 def _flag(params: dict, name: str, default: bool = False) -> bool:
@@ -99,21 +109,22 @@ def health():
 
 
 # -- web UI (static, no build step) --------------------------------------------
-WEB_DIR = Path(__file__).resolve().parent / "web"
-WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-             ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".json": "application/json"}
-
-
 def _asset(name: str) -> Response:
-    path = (WEB_DIR / name).resolve()
-    if path.parent != WEB_DIR or path.suffix not in WEB_TYPES or not path.is_file():
-        raise NotFound(f"no such asset: {name}")
-    return Response(status_code=200, body=path.read_text(encoding="utf-8"),
-                    headers={"Content-Type": WEB_TYPES[path.suffix], "Cache-Control": "no-cache"})
+    web = _svc().web
+    body, content_type = web.asset(name)
+    return Response(status_code=200, body=body,
+                    headers={"Content-Type": content_type, "Cache-Control": "no-cache", **web.headers})
 
 
 @api("/", public=True)
 def web_index():
+    # Behind API Gateway the page lives under the stage path (/api/); without the trailing
+    # slash its relative URLs would miss the stage. A redirect, not an inline script (CSP).
+    request = app.current_request
+    path = request.context.get("path") or "/"
+    if not path.endswith("/"):
+        query = urlencode(_params())
+        return Response(status_code=302, body="", headers={"Location": f"{path}/" + (f"?{query}" if query else "")})
     return _asset("index.html")
 
 

@@ -12,6 +12,11 @@ from .resources import QUEUES, TABLES
 def _default_tables() -> dict[str, str]:
     return {t.key: t.default for t in TABLES}
 
+# Signs list cursors (services/paging.py). Locally any fixed key will do; the deploy template
+# gives every stack its own generated key (deploy/template.py, CursorSigningKey).
+DEV_CURSOR_SIGNING_KEY = "imgbatch-local-cursor-signing-key-not-a-secret"
+MIN_CURSOR_KEY_LENGTH = 32
+
 
 def parse_tokens(raw: str) -> dict[str, str]:
     """'token:owner,token2:owner2' -> {token: owner}; malformed pairs are a start-up error."""
@@ -46,6 +51,7 @@ class Settings:
     local_api_tokens: Mapping[str, str] = field(default_factory=dict)
     # Pixel limit for decoding (see domain/imaging.py); per-file memory scales with it.
     max_pixels: int = 50_000_000
+    cursor_signing_key: str = field(default=DEV_CURSOR_SIGNING_KEY, repr=False)
 
     def table(self, key: str) -> str:
         return self.tables[key]
@@ -67,6 +73,10 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
+        cursor_key = env.get("CURSOR_SIGNING_KEY") or default.cursor_signing_key
+        if len(cursor_key) < MIN_CURSOR_KEY_LENGTH:
+            raise ValueError(f"CURSOR_SIGNING_KEY must be at least {MIN_CURSOR_KEY_LENGTH} characters, "
+                             f"got {len(cursor_key)}")
         return cls(
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or default.region,
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
@@ -86,4 +96,5 @@ class Settings:
             ),
             local_api_tokens=parse_tokens(env.get("LOCAL_API_TOKENS", "")),
             max_pixels=num("MAX_PIXELS", default.max_pixels),
+            cursor_signing_key=cursor_key,
         )

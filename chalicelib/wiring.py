@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from functools import cached_property
+from pathlib import Path
 
 import boto3
 from botocore.config import Config
@@ -103,6 +104,12 @@ class Container:
     def sweep(self):
         from .services.sweep import Sweep
         return Sweep(self.processor, self.deleter)
+
+    @cached_property
+    def web(self):
+        from .services.webui import WebUI
+        # web/ sits beside chalicelib/, in the repository and at the root of the Lambda zip
+        return WebUI(Path(__file__).resolve().parents[1] / "web", self.storage)
 
     @cached_property
     def auth(self):

@@ -11,7 +11,10 @@ needs comes from here, derived from the same definitions `make run` and the test
 - per function: a fixed name, a log group with retention, the environment (every table name and
   queue URL the registry declares, and BUCKET_NAME, as Ref/Fn::Sub) and, for queue consumers that
   report partial failures, ReportBatchItemFailures on their SQS event source,
-- API Gateway responses that answer auth failures in Chalice's error shape, with CORS.
+- API Gateway responses that answer auth failures in Chalice's error shape (no CORS: the API
+  serves its own UI and is not meant to be read by other origins' pages),
+- the key that signs list cursors, generated once per stack in Secrets Manager and handed to the
+  functions through a dynamic reference (resolved by CloudFormation: no runtime call, no IAM).
 
 No cycles: the bucket's name is a fixed Fn::Sub string (never Ref/GetAtt to the bucket), so the
 queue policy can name the bucket while the bucket's notification depends on the queue policy.
@@ -36,6 +39,7 @@ BUCKET = "StorageBucket"
 API = "RestAPI"  # Chalice's logical id of the REST API
 LOG_RETENTION_DAYS = 30
 UNAUTHORIZED_MESSAGE = MISSING_TOKEN
+CURSOR_KEY = "CursorSigningKey"
 
 
 class TemplateError(RuntimeError):
@@ -215,13 +219,10 @@ def cfn_table(definition: dict, ttl: str | None) -> dict:
 # -- the template ------------------------------------------------------------------
 
 GATEWAY_RESPONSES_KEY = "x-amazon-apigateway-gateway-responses"
-CORS_HEADERS = {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
-                "gatewayresponse.header.Access-Control-Allow-Headers":
-                    "'Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key'"}
 
 
 def gateway_responses() -> dict:
-    """API Gateway's own answers in Chalice's error shape, readable by browsers (CORS).
+    """API Gateway's own answers in Chalice's error shape.
 
     UNAUTHORIZED is what API Gateway answers itself when the Authorization header is missing
     (the authorizer is not even called); ACCESS_DENIED when an authorizer denies. Both are
@@ -230,11 +231,9 @@ def gateway_responses() -> dict:
     generic = '{"Code": "$context.error.responseType", "Message": $context.error.messageString}'
     out = {}
     for response_type in ("UNAUTHORIZED", "ACCESS_DENIED"):
-        out[response_type] = {"statusCode": 401, "responseParameters": dict(CORS_HEADERS),
-                              "responseTemplates": {"application/json": unauthorized}}
+        out[response_type] = {"statusCode": 401, "responseTemplates": {"application/json": unauthorized}}
     for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
-        out[response_type] = {"responseParameters": dict(CORS_HEADERS),
-                              "responseTemplates": {"application/json": generic}}
+        out[response_type] = {"responseTemplates": {"application/json": generic}}
     return out
 
 
@@ -244,7 +243,16 @@ def environment(config: dict, stage: str) -> dict:
     env["BUCKET_NAME"] = {"Fn::Sub": bucket_name_sub(config, stage)}
     for spec in resources.QUEUES:
         env[spec.env] = {"Ref": spec.logical_id}
+    env["CURSOR_SIGNING_KEY"] = {"Fn::Sub": "{{resolve:secretsmanager:${%s}:SecretString}}" % CURSOR_KEY}
     return env
+
+
+def cursor_signing_key() -> dict:
+    """A random key per stack; CloudFormation keeps it across updates (GenerateSecretString runs
+    once), so cursors stay valid until the secret is rotated or the stack is replaced."""
+    return {"Type": "AWS::SecretsManager::Secret", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+            "Properties": {"Description": "imgbatch: HMAC-SHA256 key that signs list cursors",
+                           "GenerateSecretString": {"PasswordLength": 64, "ExcludePunctuation": True}}}
 
 
 def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: list[Function] | None = None) -> dict:
@@ -297,6 +305,7 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
     }
     outputs["StorageBucketName"] = {"Value": {"Ref": BUCKET}}
 
+    res[CURSOR_KEY] = cursor_signing_key()
     env = environment(config, stage)
     for fn in functions:
         res[fn.log_group_id] = {

@@ -6,11 +6,13 @@ table, discarding writes other threads made meanwhile. Real DynamoDB runs each
 request atomically and transactions all-or-nothing. The local stack and tests
 therefore serialise DynamoDB requests (moto is GIL-bound, so this costs little)
 and evaluate transactions as: check every condition, then apply every write,
-which is atomic under the lock and needs no table copies.
+which is atomic under the lock; if a write still fails, the items already
+written are put back (copies of the touched items only, not of whole tables).
 Installed by devstack (server mode) and tests/conftest.py (mock_aws).
 """
 from __future__ import annotations
 
+import copy
 import threading
 
 _LOCK = threading.RLock()
@@ -49,8 +51,8 @@ def item_key(backend, op_type: str, op: dict) -> dict:
 def _transact_write_items(self, transact_items):
     from moto.dynamodb.comparisons import get_filter_expression
     from moto.dynamodb.exceptions import (
-        MultipleTransactionsException, TooManyTransactionsException, TransactionCanceledException,
-        TransactWriteSingleOpException,
+        MockValidationException, MultipleTransactionsException, TooManyTransactionsException,
+        TransactionCanceledException, TransactWriteSingleOpException,
     )
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
@@ -76,16 +78,42 @@ def _transact_write_items(self, transact_items):
             reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
         else:
             reasons.append((None, None, None))
-        ops.append((op_type, op, table_name, key))
+        ops.append((op_type, op, table_name, key, current))
     if any(code for code, _, _ in reasons):
         raise TransactionCanceledException(reasons)
-    for op_type, op, table_name, key in ops:
-        names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
-        if op_type == "Put":
-            self.put_item(table_name, op["Item"], expression_attribute_names=names,
-                          expression_attribute_values=values)
-        elif op_type == "Delete":
-            self.delete_item(table_name, key, expression_attribute_names=names, expression_attribute_values=values)
-        elif op_type == "Update":
-            self.update_item(table_name, key, update_expression=op["UpdateExpression"],
-                             expression_attribute_names=names, expression_attribute_values=values)
+    # A write can still fail once earlier ones are applied (moto validates some update
+    # expressions only while applying them; it cannot store a lone surrogate): put every
+    # touched item back as it was, so the transaction stays all-or-nothing.
+    before = [(table_name, key, copy.deepcopy(current))
+              for op_type, _, table_name, key, current in ops if op_type != "ConditionCheck"]
+    for index, (op_type, op, table_name, key, _) in enumerate(ops):
+        try:
+            _apply(self, op_type, op, table_name, key)
+        except Exception as exc:
+            _restore(self, before)
+            if isinstance(exc, MockValidationException):
+                raise
+            # what moto itself answers for any other failure inside a transaction
+            failed = [(None, None, None)] * len(ops)
+            failed[index] = (type(exc).__name__, str(exc), None)
+            raise TransactionCanceledException(failed) from exc
+
+
+def _apply(backend, op_type: str, op: dict, table_name: str, key: dict) -> None:
+    names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+    if op_type == "Put":
+        backend.put_item(table_name, op["Item"], expression_attribute_names=names, expression_attribute_values=values)
+    elif op_type == "Delete":
+        backend.delete_item(table_name, key, expression_attribute_names=names, expression_attribute_values=values)
+    elif op_type == "Update":
+        backend.update_item(table_name, key, update_expression=op["UpdateExpression"],
+                            expression_attribute_names=names, expression_attribute_values=values)
+
+
+def _restore(backend, items: list) -> None:
+    """Put the items back as they were before the transaction (absent ones: deleted)."""
+    for table_name, key, item in items:
+        if item is None:
+            backend.delete_item(table_name, key)
+        else:
+            backend.put_item(table_name, item.to_json()["Attributes"])

@@ -20,6 +20,7 @@ from ..domain.batches import (
     BATCH_STATUSES, CANCELLED, DELETING, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING, PROCESSING,
     QUEUED,
 )
+from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
 from .models import Models, batch_index_name
 
@@ -72,7 +73,7 @@ def _contended(exc: TransactWriteError) -> bool:
 def batch_index_keys(owner: str, prefix: str, status: str, created_sk: str) -> dict:
     return {
         "owner_status": f"{owner}#{status}",
-        "owner_status_prefix": f"{owner}#{status}#{prefix}",
+        "owner_status_prefix": f"{owner}#{status}#{prefix_key(prefix)}",
         "status_sk": f"{STATUS_RANK[status]}#{created_sk}",
     }
 

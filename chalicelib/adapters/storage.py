@@ -5,6 +5,7 @@ Takes injected clients; wiring.py creates them (SigV4, region, endpoint).
 from __future__ import annotations
 
 from typing import Iterator
+from urllib.parse import urlsplit
 
 
 class Storage:
@@ -27,6 +28,14 @@ class Storage:
         if file_name:
             params["ResponseContentDisposition"] = content_disposition(file_name)
         return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+
+    def browser_origins(self, probe_key: str) -> list[str]:
+        """Origins of the presigned upload and download URLs this store hands to browsers.
+        Presigning happens locally: nothing is sent and the probe key is never used."""
+        urls = [self.s3.generate_presigned_post(Bucket=self.bucket, Key=probe_key, ExpiresIn=1)["url"],
+                self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": probe_key},
+                                               ExpiresIn=1)]
+        return sorted({f"{u.scheme}://{u.netloc}" for u in map(urlsplit, urls)})
 
     def head(self, key: str) -> dict | None:
         try:

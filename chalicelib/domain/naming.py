@@ -9,6 +9,8 @@ import unicodedata
 from collections import Counter
 from typing import Sequence
 
+from .validation import unicode_problem
+
 # "leading LETTERS_LETTERS": PL_DXB191_Front.png -> PL_DXB
 _PREFIX_RE = re.compile(r"^([A-Za-z]+_[A-Za-z]+)")
 _EXPLICIT_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -47,6 +49,12 @@ def validate_explicit_prefix(prefix: str) -> str:
     return prefix
 
 
+def prefix_key(prefix: str) -> str:
+    """The customer prefix as index keys hold it, so the filter ignores case like search does.
+    Upper case, as parsed prefixes already are: their keys written before this rule still match."""
+    return prefix.upper()
+
+
 def directory_name(prefix: str, batch_date: str, counter: int) -> str:
     return f"{prefix}_{batch_date}_batch-{counter}"
 
@@ -78,6 +86,9 @@ def safe_file_name(name: str) -> str:
     """Return the NFC form of an acceptable file name or raise NameError_ saying why."""
     if not isinstance(name, str):
         raise NameError_("must be a string")
+    problem = unicode_problem(name)
+    if problem:
+        raise NameError_(problem)
     normal = unicodedata.normalize("NFC", name)
     if not normal.strip():
         raise NameError_("is empty")

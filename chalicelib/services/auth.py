@@ -5,6 +5,8 @@ import hashlib
 import hmac
 import re
 
+from ..domain.validation import unicode_problem
+
 _BEARER = re.compile(r"^\s*Bearer\s+(\S+)\s*$", re.IGNORECASE)
 
 
@@ -23,7 +25,7 @@ class TokenResolver:
         self.repository = repository
 
     def owner_for(self, token: str | None) -> str | None:
-        if not token:
+        if not token or unicode_problem(token):  # could never be hashed, so never issued
             return None
         owner = None
         for known, who in self.local.items():

@@ -14,7 +14,7 @@ from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
 from .clock import iso, iso_precise, parse_iso, utcnow
 from .ownership import is_uuid, owned_batch
-from .paging import choice_param, decode_cursor, encode_cursor, limit_param
+from .paging import Cursors, choice_param, limit_param
 from .views import batch_view, job_view, upload_view
 
 SORTS = {"created_at": "created_sk", "total_files": "files_sk", "status": "status_sk"}
@@ -30,6 +30,7 @@ class BatchService:
         self.queue = queue
         self.clock = clock
         self.new_id = new_id
+        self.cursors = Cursors(settings.cursor_signing_key)
 
     # -- create ------------------------------------------------------------
     def create(self, owner: str, payload) -> dict:
@@ -57,7 +58,7 @@ class BatchService:
             "total_pipelines": len(pipelines), "total_files": len(jobs), "total_size": request.total_size,
             "status": QUEUED, "created_at": created, "updated_at": created, "upload_expires_at": iso(expires),
             "sample_file_names": sample_names(request.files),
-            "owner": owner, "owner_prefix": f"{owner}#{prefix}", "created_sk": created_sk,
+            "owner": owner, "owner_prefix": f"{owner}#{naming.prefix_key(prefix)}", "created_sk": created_sk,
             "files_sk": f"{len(jobs):06d}#{created_sk}", "open_shard": "open",
             **batch_index_keys(owner, prefix, QUEUED, created_sk),
         }
@@ -96,28 +97,27 @@ class BatchService:
     def uploads(self, owner: str, batch_id: str, params: dict) -> dict:
         batch = owned_batch(self.repo, owner, batch_id)
         limit = limit_param(params, default=UPLOADS_PER_RESPONSE, maximum=UPLOADS_PER_RESPONSE)
-        start = decode_cursor(params.get("cursor"), f"uploads|{batch_id}")
+        start = self.cursors.decode(params.get("cursor"), f"uploads|{batch_id}")
         page = self.repo.list_jobs(batch_id, limit, start)
         waiting = [j for j in page.items if j["status"] == JOB_AWAITING]
         return {"uploads": self._presign(waiting, batch["upload_expires_at"]),
-                "next_cursor": encode_cursor(f"uploads|{batch_id}", page.last_key)}
+                "next_cursor": self.cursors.encode(f"uploads|{batch_id}", page.last_key)}
 
-    @staticmethod
-    def _uploads_cursor(last_job: dict) -> str:
+    def _uploads_cursor(self, last_job: dict) -> str:
         # The key the jobs-by-position index would hand back after this job.
         key = {"batch_id": {"S": last_job["batch_id"]}, "job_id": {"S": last_job["job_id"]},
                "position": {"N": str(last_job["position"])}}
-        return encode_cursor(f"uploads|{last_job['batch_id']}", key)
+        return self.cursors.encode(f"uploads|{last_job['batch_id']}", key)
 
     # -- read ----------------------------------------------------------------
     def get(self, owner: str, batch_id: str, params: dict) -> dict:
         batch = owned_batch(self.repo, owner, batch_id)
         limit = limit_param(params, "jobs_limit", JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX)
-        start = decode_cursor(params.get("jobs_cursor"), f"jobs|{batch_id}", "jobs_cursor")
+        start = self.cursors.decode(params.get("jobs_cursor"), f"jobs|{batch_id}", "jobs_cursor")
         page = self.repo.list_jobs(batch_id, limit, start)
         view = batch_view(batch)
         view["jobs"] = [job_view(j) for j in page.items]
-        view["jobs_next_cursor"] = encode_cursor(f"jobs|{batch_id}", page.last_key)
+        view["jobs_next_cursor"] = self.cursors.encode(f"jobs|{batch_id}", page.last_key)
         return {"batch": view}
 
     def list(self, owner: str, params: dict) -> dict:
@@ -132,22 +132,23 @@ class BatchService:
         order = choice_param(params, "sort_order", ("asc", "desc"), "desc")
         limit = limit_param(params)
         if status and prefix:
-            partition, value = "owner_status_prefix", f"{owner}#{status}#{prefix}"
+            partition, value = "owner_status_prefix", f"{owner}#{status}#{naming.prefix_key(prefix)}"
         elif status:
             partition, value = "owner_status", f"{owner}#{status}"
         elif prefix:
-            partition, value = "owner_prefix", f"{owner}#{prefix}"
+            partition, value = "owner_prefix", f"{owner}#{naming.prefix_key(prefix)}"
         else:
             partition, value = "owner", owner
         sort = SORTS[sort_by]
         if sort == "status_sk" and status:
             sort = "created_sk"
         scope = f"batches|{partition}|{value}|{sort}|{order}|{search or ''}"
-        start = decode_cursor(params.get("cursor"), scope)
+        start = self.cursors.decode(params.get("cursor"), scope)
         if start is not None and start.get(partition, {}).get("S") != value:
             raise BadRequest("cursor is not valid for this query; start again without it")
         page = self.repo.list_batches(partition, value, sort, order == "asc", limit, start, search)
-        return {"batches": [batch_view(b) for b in page.items], "next_cursor": encode_cursor(scope, page.last_key)}
+        return {"batches": [batch_view(b) for b in page.items],
+                "next_cursor": self.cursors.encode(scope, page.last_key)}
 
     def stats(self, owner: str) -> dict:
         s = self.repo.stats(owner)
@@ -184,6 +185,6 @@ class BatchService:
                              f"(one of: {', '.join(JOB_STATUSES)})")
         limit = limit_param(params)
         scope = f"jobs-by-status|{owner}|{status}"
-        page = self.repo.jobs_by_status(owner, status, limit, decode_cursor(params.get("cursor"), scope))
+        page = self.repo.jobs_by_status(owner, status, limit, self.cursors.decode(params.get("cursor"), scope))
         return {"jobs": [{**job_view(j), "batch_id": j["batch_id"]} for j in page.items],
-                "next_cursor": encode_cursor(scope, page.last_key)}
+                "next_cursor": self.cursors.encode(scope, page.last_key)}

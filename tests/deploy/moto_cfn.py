@@ -13,6 +13,11 @@ own API implementation (the same code that answers boto3 calls), so moto still v
                          methods become resources/methods (so the Deployment can be created);
                          x-amazon-apigateway-gateway-responses become gateway responses
 - AWS::SQS::QueuePolicy  (no moto support at all) -> SetQueueAttributes(Policy)
+- AWS::SecretsManager::Secret (no moto support) -> GetRandomPassword + CreateSecret; its Ref is
+                         the ARN, as in AWS
+- dynamic references `{{resolve:secretsmanager:<id>:SecretString}}` in resource properties
+                         (moto leaves them as text) -> GetSecretValue, as CloudFormation resolves
+                         them when it creates the resource
 
 The translation from CloudFormation spelling back to the API spelling is written here
 independently of deploy/template.py, so a wrong mapping there shows up as a mismatch.
@@ -20,10 +25,12 @@ independently of deploy/template.py, so a wrong mapping there shows up as a mism
 from __future__ import annotations
 
 import json
+import re
 
 import boto3
 
 _installed = False
+_SECRET_REFERENCE = re.compile(r"\{\{resolve:secretsmanager:(?P<id>.+?):SecretString(?P<rest>:[^}]*)?\}\}")
 
 
 def _client(service: str, region: str):
@@ -163,8 +170,68 @@ def install() -> None:
                 sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
             return cls(props["Queues"], props["PolicyDocument"])
 
+    class Secret(CloudFormationModel):
+        __module__ = "moto.secretsmanager.cfn_secret"
+
+        def __init__(self, arn):
+            self.arn = arn
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::SecretsManager::Secret"
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "Name"
+
+        @property
+        def physical_resource_id(self):
+            return self.arn
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name,
+                                            **kwargs):
+            props = cloudformation_json["Properties"]
+            sm = _client("secretsmanager", region_name)
+            generate = props.get("GenerateSecretString")
+            if generate:
+                assert set(generate) <= {"PasswordLength", "ExcludePunctuation"}, f"unmapped {sorted(generate)}"
+                value = sm.get_random_password(
+                    PasswordLength=int(generate.get("PasswordLength", 32)),
+                    ExcludePunctuation=generate.get("ExcludePunctuation") in (True, "true"))["RandomPassword"]
+            else:
+                value = props["SecretString"]
+            created = sm.create_secret(Name=resource_name, Description=props.get("Description", ""),
+                                       SecretString=value)
+            return cls(created["ARN"])
+
+    def resolve_secrets(value, region_name):
+        if isinstance(value, dict):
+            return {k: resolve_secrets(v, region_name) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve_secrets(v, region_name) for v in value]
+        if isinstance(value, str) and "{{resolve:secretsmanager:" in value:
+            def secret(match):
+                assert not match.group("rest"), f"unmapped dynamic reference {match.group(0)}"
+                return _client("secretsmanager", region_name).get_secret_value(
+                    SecretId=match.group("id"))["SecretString"]
+            return _SECRET_REFERENCE.sub(secret, value)
+        return value
+
+    parse_resource = parsing.parse_resource
+
+    def parse_resource_resolving_secrets(resource_json, resources_map):
+        parsed = parse_resource(resource_json, resources_map)
+        if parsed is None:
+            return None
+        resource_class, cleaned, resource_type = parsed
+        return resource_class, resolve_secrets(cleaned, resources_map["AWS::Region"]), resource_type
+
+    parsing.parse_resource = parse_resource_resolving_secrets
+
     parsing.get_model_list.cache_clear()
     parsing.get_model_map.cache_clear()
     parsing.get_name_type_map.cache_clear()
     assert parsing.resource_class_from_type("AWS::SQS::QueuePolicy") is QueuePolicy
+    assert parsing.resource_class_from_type("AWS::SecretsManager::Secret") is Secret
     _installed = True

@@ -137,9 +137,20 @@ def test_gateway_responses_are_in_the_api_definition(cfn_template):
         assert responses[kind]["statusCode"] == 401
         assert json.loads(responses[kind]["responseTemplates"]["application/json"]) == {
             "Code": "UnauthorizedError", "Message": tmpl.UNAUTHORIZED_MESSAGE}
-        assert responses[kind]["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
-    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
-        assert "Access-Control-Allow-Origin" in json.dumps(responses[kind]["responseParameters"])
+    # no CORS anywhere: the UI is same-origin and other origins' pages must not read the API
+    assert "Access-Control" not in json.dumps(body)
     # the authorizer reads the Authorization header, which is what UNAUTHORIZED is about
     [(name, scheme)] = body["securityDefinitions"].items()
     assert scheme["name"] == "Authorization" and scheme["x-amazon-apigateway-authtype"] == "custom"
+    # a revoked token stops working within this long (README "Tokens")
+    assert scheme["x-amazon-apigateway-authorizer"]["authorizerResultTtlInSeconds"] == 60
+
+
+def test_every_stack_generates_its_own_cursor_signing_key(sam_template):
+    res = sam_template["Resources"]
+    secret = res[tmpl.CURSOR_KEY]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    reference = {"Fn::Sub": "{{resolve:secretsmanager:${%s}:SecretString}}" % tmpl.CURSOR_KEY}
+    for fn in tmpl.app_functions():
+        assert res[fn.logical_id]["Properties"]["Environment"]["Variables"]["CURSOR_SIGNING_KEY"] == reference
