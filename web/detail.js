@@ -2,7 +2,7 @@
 // retry, delete). The rows themselves belong to batches.js; changes go back through the store.
 
 import { api, auth } from "./api.js";
-import { $, badge, h, timeEl } from "./dom.js";
+import { badge, h, timeEl } from "./dom.js";
 import { FINAL, formatBytes, plural, sleep } from "./format.js";
 import { store } from "./store.js";
 import { confirmDialog, showError, toast } from "./toasts.js";

@@ -39,3 +39,26 @@ def test_store_notifies_subscribers_until_they_unsubscribe(js):
         return seen;
     }""")
     assert got == [["a", 1], ["b", 1], ["b", 2]]
+
+
+def test_modules_import_flat_siblings_without_cycles():
+    """app.py serves only files directly in web/ (as /ui/<name>); a cycle would make init order fragile."""
+    import re
+
+    from tests.web.conftest import WEB
+
+    graph = {}
+    for path in WEB.glob("*.js"):
+        targets = re.findall(r'^import [^;]*? from "([^"]+)";', path.read_text(), flags=re.M | re.S)
+        for target in targets:
+            assert re.fullmatch(r"\./[a-z-]+\.js", target) and (WEB / target[2:]).is_file(), (path.name, target)
+        graph[path.name] = {t[2:] for t in targets}
+
+    def visit(name, trail):
+        assert name not in trail, " -> ".join([*trail, name])
+        for dep in graph[name]:
+            visit(dep, [*trail, name])
+
+    for name in graph:
+        visit(name, [])
+    assert len(graph) >= 15 and "app.js" in graph
