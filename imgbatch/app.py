@@ -11,15 +11,17 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 import click
 import httpx
 from rich.console import Console
 from rich.text import Text
 
+from imgbatch import render, tables
 from imgbatch.client import ApiClient, ApiError, make_storage_client
 from imgbatch.config import ConfigError, Settings, resolve_settings
+from imgbatch.tables import Cell, Grid
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -108,6 +110,29 @@ class App:
         if not self.json:
             # soft_wrap: let the terminal wrap long lines, so ids and commands stay copyable.
             self.out.print(renderable, markup=False, soft_wrap=isinstance(renderable, (str, Text)))
+
+    def table(self, grid: Grid) -> list[str]:
+        """A table fitted to the terminal, or tab-separated and whole in a pipe (tables.py).
+
+        Returns the headers of the columns shown (on a narrow terminal, not all of them).
+        """
+        if self.json:
+            return []
+        if not self.out.is_terminal:
+            click.echo(tables.to_tsv(grid))
+            return [c.header for c in grid.columns]
+        keep = tables.fit(grid, self.out.width)
+        self.out.print(tables.to_rich(grid, self.out.width, keep))
+        return [grid.columns[i].header for i in keep]
+
+    def details(self, rows: Sequence[tuple[str, Cell]]) -> None:
+        """Label/value lines; in a pipe each value is printed whole, however long."""
+        if self.json:
+            return
+        if self.out.is_terminal:
+            self.out.print(render.details_grid(rows))
+        else:
+            click.echo(render.details_plain(rows))
 
     def warn(self, message: str) -> None:
         self.err.print(message, style="yellow", markup=False, soft_wrap=True)

@@ -30,6 +30,7 @@ from imgbatch.live import (
     archive_json,
     download_finished,
     download_with_progress,
+    report_empty_archive,
     upload_and_follow,
     wait_with_progress,
 )
@@ -221,6 +222,10 @@ def download(app: App, batch_ref: str, dest: Path, partial: bool) -> None:
         raise
     if app.json:
         app.emit({"batch_id": batch_id, **archive_json(saved)})
+    if saved.images == 0:
+        if not app.json:
+            report_empty_archive(app, saved, app.api.get_batch(batch_id, jobs_limit=1))
+        fail(EXIT_FAILURES)
 
 
 # -- read-only views ------------------------------------------------------------------------
@@ -250,7 +255,7 @@ def list_cmd(app: App, all_pages: bool, ids: bool, **filters: Any) -> None:
     if not page["batches"]:
         app.say("No batches.")
         return
-    app.say(render.batches_table(page["batches"], show_ids=ids))
+    app.table(render.batches_grid(page["batches"], show_ids=ids))
     if page.get("next_cursor"):
         app.note(f"More batches: add --all, or --cursor {page['next_cursor']}")
 
@@ -264,8 +269,16 @@ def show(app: App, batch_ref: str) -> None:
     batch = app.api.get_batch_with_all_jobs(batch_id_of(app, batch_ref))
     if app.json:
         app.emit({"batch": batch})
-    else:
-        app.say(render.batch_view(batch, app.api.list_pipelines()))
+        return
+    jobs = batch.get("jobs") or []
+    app.details(render.batch_details(batch, app.api.list_pipelines()))
+    app.say("")
+    app.say(Text(f"Jobs ({len(jobs)})", style="bold"))
+    shown = app.table(render.jobs_grid(jobs))
+    errors = render.job_errors(jobs)
+    if errors and "error" not in shown:
+        app.say(Text("\nErrors", style="bold"))
+        app.say(errors)
 
 
 @cli.command()
@@ -364,7 +377,7 @@ def pipelines_list(app: App) -> None:
     elif not items:
         app.say("No pipelines yet; create one with `imgbatch pipelines create`.")
     else:
-        app.say(render.pipelines_table(items))
+        app.table(render.pipelines_grid(items))
 
 
 @pipelines.command("show")

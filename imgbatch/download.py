@@ -6,8 +6,9 @@ import email.message
 import os
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import httpx
@@ -21,12 +22,24 @@ MAX_SINGLE_WAIT = 30.0
 MIN_SINGLE_WAIT = 1.0
 MAX_TOTAL_WAIT = 3600.0
 CHUNK = 1024 * 1024
+MANIFEST = "manifest.csv"  # every archive has one; outputs are images (.jpg/.png/.webp), never .csv
 
 
 @dataclass(frozen=True)
 class SavedArchive:
     path: Path
     size: int
+    images: int | None = None  # output images in it (manifest.csv aside); None: not a readable ZIP
+
+
+def count_images(path: Path) -> int | None:
+    """Output files in a saved archive: a failed or cancelled batch gives a ZIP of only the manifest."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(1 for info in archive.infolist()
+                       if not info.is_dir() and PurePosixPath(info.filename).name != MANIFEST)
+    except (zipfile.BadZipFile, OSError):
+        return None
 
 
 @dataclass
@@ -139,4 +152,4 @@ def _save(response: httpx.Response, dest_dir: Path, name: str, on_bytes: Callabl
         # Ctrl-C or a dropped connection: leave nothing half-written behind.
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return SavedArchive(path=target, size=size)
+    return SavedArchive(path=target, size=size, images=count_images(target))

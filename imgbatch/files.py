@@ -13,65 +13,112 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+# Image extensions, including those of types the service refuses (HEIC, PSD...): such a file is
+# then skipped as "not supported", which says more than "not an image extension".
 IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .jfif .mpo .png .apng .gif .webp .tif .tiff .bmp .dib .ico "
-    ".avif .avifs .heic .heif .jp2 .j2k .jpf .jpx .tga .ppm .pgm .pbm .pnm".split()
+    ".jpg .jpeg .jpe .jfif .mpo .png .apng .gif .webp .tif .tiff .bmp .dib .ico .avif .avifs .tga "
+    ".heic .heif .jp2 .j2k .jpf .jpx .jxl .psd .ppm .pgm .pbm .pnm .pam .dds .qoi .icns .cur .exr .hdr".split()
 )
 
-SNIFF_BYTES = 32
+SNIFF_BYTES = 64
 
-_ISO_BMFF_BRANDS = {
-    b"avif": "image/avif",
-    b"avis": "image/avif",
-    b"heic": "image/heic",
-    b"heix": "image/heic",
-    b"heif": "image/heif",
-    b"mif1": "image/heif",
-    b"msf1": "image/heif",
+# A copy of the service's rules (chalicelib/domain/imaging.py), which the CLI cannot import:
+# both are tested against tests/vectors/sniffing.json, as is the browser's copy (web/sniff.js).
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
+    "TIFF": "image/tiff", "BMP": "image/bmp", "ICO": "image/vnd.microsoft.icon",
+    "AVIF": "image/avif", "TGA": "image/x-tga",
 }
 
+_REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xffO\xffQ", "JPEG 2000"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"BLP1", "BLP"),
+    (b"BLP2", "BLP"),
+    (b"DDS ", "DDS"),
+    (b"8BPS", "Photoshop PSD"),
+    (b"qoif", "QOI"),
+    (b"icns", "ICNS"),
+    (b"\x00\x00\x02\x00", "Windows cursor (CUR)"),
+    (b"v/1\x01", "OpenEXR"),
+    (b"#?RADIANCE", "Radiance HDR"),
+    (b"\x01\xda", "SGI"),
+    (b"SIMPLE  =", "FITS"),
+)
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
-def sniff_content_type(head: bytes, extension: str = "") -> str | None:
-    """Content type from a file's first bytes, or None when they are not a known image."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if head[:2] == b"BM" and len(head) >= 14:
-        return "image/bmp"
-    if head[:4] == b"\x00\x00\x01\x00":
-        return "image/vnd.microsoft.icon"
-    if head[4:8] == b"ftyp" and head[8:12] in _ISO_BMFF_BRANDS:
-        return _ISO_BMFF_BRANDS[head[8:12]]
-    if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
-        return "image/jp2"
-    if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
-        return "image/x-portable-anymap"
-    # TGA has no magic number; a plausible header plus the extension is the best available.
-    if extension == ".tga" and _looks_like_tga(head):
-        return "image/x-tga"
-    return None
+
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """ISO base media (AVIF, HEIF): the major brand and the compatible brands of the ftyp box."""
+    if head[4:8] != b"ftyp" or len(head) < 12:
+        return set()
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    return {head[8:12]} | {head[i:i + 4] for i in range(16, end - 3, 4)}
 
 
 def _looks_like_tga(head: bytes) -> bool:
+    # TGA has no magic: accept only headers the service's decoder would, so that arbitrary
+    # binaries rarely match.
     if len(head) < 18:
         return False
-    color_map_type, image_type, depth = head[1], head[2], head[16]
+    cmap_type, image_type, depth, flags = head[1], head[2], head[16], head[17]
     width = int.from_bytes(head[12:14], "little")
     height = int.from_bytes(head[14:16], "little")
     return (
-        color_map_type in (0, 1)
+        cmap_type in (0, 1)
         and image_type in (1, 2, 3, 9, 10, 11)
-        and depth in (8, 15, 16, 24, 32)
+        and (cmap_type == 1) == (image_type in (1, 9))
+        and (cmap_type == 1 or head[3:8] == b"\0" * 5)
+        and depth in (1, 8, 16, 24, 32)
+        and flags & 0xC0 == 0
         and width > 0
         and height > 0
     )
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format the service will process these first bytes as, or None."""
+    head = bytes(head[:SNIFF_BYTES])
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF and BigTIFF
+        return "TIFF"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] == b"\x00\x00\x01\x00":
+        return "ICO"
+    if _ftyp_brands(head) & _AVIF_BRANDS:
+        return "AVIF"
+    if _looks_like_tga(head):  # last: TGA has no magic (and can start like a CUR)
+        return "TGA"
+    return None
+
+
+def refused_format(head: bytes) -> str | None:
+    """A known image type the service refuses (HEIC, JPEG 2000, PSD...), by name, or None."""
+    head = bytes(head[:SNIFF_BYTES])
+    for magic, name in _REFUSED_MAGIC:
+        if head.startswith(magic):
+            return name
+    if _ftyp_brands(head) & _HEIF_BRANDS:
+        return "HEIF/HEIC"
+    if len(head) >= 3 and head[0:1] == b"P" and head[1] in b"1234567" and head[2:3] in b" \t\r\n0123456789":
+        return "Netpbm (PBM/PGM/PPM/PAM)"
+    return None
+
+
+def sniff_content_type(head: bytes) -> str | None:
+    """Content type to declare for a file with these first bytes, or None when the service refuses it."""
+    return CONTENT_TYPES.get(sniff_format(head) or "")
 
 
 @dataclass(frozen=True)
@@ -130,9 +177,11 @@ def classify(path: Path) -> ImageFile | Skipped:
         return Skipped(path, f"cannot read it: {exc.strerror or exc}")
     if size == 0:
         return Skipped(path, "empty file")
-    content_type = sniff_content_type(head, extension)
+    content_type = sniff_content_type(head)
     if content_type is None:
-        return Skipped(path, "content is not a recognised image")
+        refused = refused_format(head)
+        return Skipped(path, f"{refused} images are not supported by the service" if refused
+                       else "content is not a recognised image")
     return ImageFile(path=path, name=path.name, size=size, content_type=content_type)
 
 

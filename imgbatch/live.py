@@ -15,8 +15,9 @@ from rich.text import Text
 from imgbatch import render
 from imgbatch.app import EXIT_FAILURES, EXIT_INTERRUPTED, App, fail
 from imgbatch.batches import SUCCESS_STATUS, wait_until_final
-from imgbatch.download import DownloadHooks, SavedArchive, fetch_archive
+from imgbatch.download import MANIFEST, DownloadHooks, SavedArchive, fetch_archive
 from imgbatch.files import Collection
+from imgbatch.progress import progress_of
 from imgbatch.upload import UploadInterrupted, UploadResult, Uploader, UploadTask
 
 
@@ -43,7 +44,7 @@ def upload_and_follow(app: App, batch: dict, tasks: list[UploadTask], paths: tup
     if incomplete and (wait or download_dir):
         app.warn("Not waiting: the batch cannot finish before its upload window closes.")
     if not incomplete and (wait or download_dir):
-        batch = wait_with_progress(app, batch)
+        batch = wait_with_progress(app, batch, known_uploaded=sum(1 for r in results if r.ok))
         if download_dir:
             archive = download_finished(app, batch, download_dir)
     if app.json:
@@ -115,19 +116,23 @@ def upload_json(result: UploadResult) -> dict:
 
 
 def archive_json(archive: SavedArchive | None) -> dict | None:
-    return None if archive is None else {"path": str(archive.path), "size": archive.size}
+    if archive is None:
+        return None
+    return {"path": str(archive.path), "size": archive.size, "images": archive.images}
 
 
-def wait_with_progress(app: App, batch: dict) -> dict:
+def wait_with_progress(app: App, batch: dict, known_uploaded: int = 0) -> dict:
+    """Follow the batch; `known_uploaded` files were just uploaded by us, whatever the API says yet."""
     try:
         with render.wait_progress(app.err, disable=not app.show_progress) as progress:
             bar = progress.add_task(f"{batch.get('status', ''):<10}", total=100,
-                                    counts=render.counts_text(batch))
+                                    counts=render.counts_text(batch, known_uploaded))
 
             def on_update(current: dict) -> None:
                 percent = (current.get("progress") or {}).get("percent") or 0
                 progress.update(bar, completed=percent, description=f"{current.get('status', ''):<10}",
-                                counts=render.counts_text(current))
+                                counts=render.counts_text(current, known_uploaded))
+                progress.refresh()  # every answer is shown, not only those a timer tick catches
 
             final = wait_until_final(app.api, batch["id"], sleep=app.sleep, on_update=on_update)
     except KeyboardInterrupt:
@@ -145,7 +150,7 @@ def wait_with_progress(app: App, batch: dict) -> dict:
 
 def download_finished(app: App, batch: dict, dest: Path) -> SavedArchive | None:
     if not (batch.get("progress") or {}).get("succeeded"):
-        app.warn("Nothing to download: no file of this batch succeeded.")
+        app.warn(f"Nothing to download: {why_no_images(batch)}.")
         return None
     return download_with_progress(app, batch["id"], dest, partial=False,
                                   fallback_name=lambda: batch["base_directory_name"] + ".zip")
@@ -181,7 +186,28 @@ def download_with_progress(app: App, batch_id: str, dest: Path, *, partial: bool
         if waiting is not None:
             waiting.stop()
         progress.stop()
-    app.say(f"Saved {saved.path} ({render.human_size(saved.size)})")
+    if saved.images:
+        app.say(f"Saved {saved.path} ({render.human_size(saved.size)}): "
+                f"{saved.images} image{'s' if saved.images != 1 else ''} and {MANIFEST}")
+    elif saved.images is None:
+        app.say(f"Saved {saved.path} ({render.human_size(saved.size)})")
     return saved
+
+
+def report_empty_archive(app: App, saved: SavedArchive, batch: dict) -> None:
+    """A ZIP of only the manifest is not a successful download: say what is in it and why."""
+    app.error(f"Saved {saved.path} ({render.human_size(saved.size)}), but it has 0 images: "
+              f"{why_no_images(batch)}; the ZIP holds only {MANIFEST}, which lists each file's error.")
+
+
+def why_no_images(batch: dict) -> str:
+    p = progress_of(batch)
+    if p.total and p.failed == p.total:
+        return "every file failed"
+    if p.total and p.cancelled == p.total:
+        return "every file was cancelled"
+    unfinished = max(0, p.total - p.processed - p.cancelled)
+    parts = [f"{p.failed} failed", f"{p.cancelled} cancelled"] + ([f"{unfinished} not finished"] if unfinished else [])
+    return f"no file succeeded ({', '.join(parts)})"
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.filesize import decimal as human_size
+from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,6 +21,9 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+from imgbatch.progress import BatchProgress, progress_of
+from imgbatch.tables import Cell, Column, Grid
 
 STATUS_STYLES = {
     "queued": "dim",
@@ -49,48 +53,55 @@ def short_time(value: str | None, *, seconds: bool = True) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M:%SZ" if seconds else "%Y-%m-%d %H:%M")
 
 
-def progress_text(batch: dict) -> Text:
-    progress = batch.get("progress") or {}
-    done = sum(progress.get(key) or 0 for key in ("succeeded", "failed", "cancelled"))
-    text = Text(f"{done}/{batch.get('total_files', 0)} {progress.get('percent', 0):g}%")
-    if progress.get("failed"):
-        text.append(f" {progress['failed']} failed", style="red")
-    if progress.get("cancelled"):
-        text.append(f" {progress['cancelled']} cancelled", style="magenta")
+def uploaded_cell(progress: BatchProgress) -> str:
+    return f"{progress.uploaded}/{progress.total}"
+
+
+def processed_cell(progress: BatchProgress) -> Text:
+    """'2/3 1 failed': files processed (succeeded or failed), then failures and cancellations."""
+    text = Text(f"{progress.processed}/{progress.total}")
+    if progress.failed:
+        text.append(f" {progress.failed} failed", style="red")
+    if progress.cancelled:
+        text.append(f" {progress.cancelled} cancelled", style="magenta")
     return text
 
 
-def counts_text(batch: dict) -> str:
-    """The live line under --wait: the batch's counters (cancelled only once there are any)."""
-    p = batch.get("progress") or {}
-    text = (f"uploaded {p.get('uploaded', 0)}/{batch.get('total_files', 0)} · "
-            f"succeeded {p.get('succeeded', 0)} · failed {p.get('failed', 0)}")
-    if p.get("cancelled"):
-        text += f" · cancelled {p['cancelled']}"
+def counts_text(batch: dict, known_uploaded: int = 0) -> str:
+    """The live line under --wait: uploads and processing as two separate figures."""
+    p = progress_of(batch, known_uploaded)
+    text = (f"uploaded {p.uploaded}/{p.total} · processed {p.processed}/{p.total} "
+            f"({p.succeeded} succeeded, {p.failed} failed)")
+    if p.cancelled:
+        text += f" · cancelled {p.cancelled}"
     return text
 
 
-def batches_table(batches: Iterable[dict], *, show_ids: bool = False) -> Table:
-    # No id column by default: every command also accepts the base_directory_name, and the
-    # table stays narrow enough for an 80-column terminal.
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("base_directory_name", no_wrap=True)
-    table.add_column("files", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("progress", no_wrap=True)
-    table.add_column("created (UTC)", no_wrap=True)
+def batches_grid(batches: Iterable[dict], *, show_ids: bool = False) -> Grid:
+    # No id column by default: every command also accepts the base_directory_name.
+    columns = [
+        Column("base_directory_name"),
+        Column("files", priority=4, justify="right"),
+        Column("status", priority=1),
+        Column("uploaded", priority=3, justify="right"),
+        Column("processed", priority=2, wrap=7),
+        Column("created (UTC)", priority=5),
+    ]
     if show_ids:
-        table.add_column("id", style="dim", no_wrap=True)
+        columns.append(Column("id", style="dim"))
+    grid = Grid(columns)
     for batch in batches:
+        p = progress_of(batch)
         row = [
             batch.get("base_directory_name") or "-",
             str(batch.get("total_files", "")),
             status_text(batch.get("status")),
-            progress_text(batch),
+            uploaded_cell(p),
+            processed_cell(p),
             short_time(batch.get("created_at"), seconds=False),
         ]
-        table.add_row(*row, *([batch.get("id", "")] if show_ids else []))
-    return table
+        grid.add(*row, *([batch.get("id", "")] if show_ids else []))
+    return grid
 
 
 def pipeline_names(ids: Sequence[str], known: Sequence[dict]) -> str:
@@ -99,17 +110,20 @@ def pipeline_names(ids: Sequence[str], known: Sequence[dict]) -> str:
     return ", ".join(f"{names[i]} ({i})" if names.get(i) else i for i in ids) or "-"
 
 
-def batch_details(batch: dict, pipelines: Sequence[dict] = ()) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    rows = [
+def batch_details(batch: dict, pipelines: Sequence[dict] = ()) -> list[tuple[str, Cell]]:
+    p = progress_of(batch)
+    processed = Text(f"{p.processed}/{p.total}: {p.succeeded} succeeded, ")
+    processed.append(f"{p.failed} failed", style="red" if p.failed else "")
+    if p.cancelled:
+        processed.append(f", {p.cancelled} cancelled", style="magenta")
+    rows: list[tuple[str, Cell]] = [
         ("Batch", Text(batch.get("base_directory_name") or "-", style="bold")),
-        ("ID", batch.get("id")),
+        ("ID", batch.get("id") or "-"),
         ("Status", status_text(batch.get("status"))),
-        ("Progress", progress_text(batch)),
-        ("Description", batch.get("description")),
-        ("Customer prefix", batch.get("customer_prefix")),
+        ("Uploaded", uploaded_cell(p)),
+        ("Processed", processed),
+        ("Description", batch.get("description") or "-"),
+        ("Customer prefix", batch.get("customer_prefix") or "-"),
         ("Files", f"{batch.get('total_files', 0)} ({human_size(batch.get('total_size') or 0)})"),
         ("Pipelines", pipeline_names(batch.get("pipeline_ids") or [], pipelines)),
         ("Created", short_time(batch.get("created_at"))),
@@ -118,38 +132,53 @@ def batch_details(batch: dict, pipelines: Sequence[dict] = ()) -> Table:
     ]
     if batch.get("status") not in ("completed", "completed_with_errors", "failed", "cancelled"):
         rows.append(("Uploads open until", short_time(batch.get("upload_expires_at"))))
+    return rows
+
+
+def details_grid(rows: Sequence[tuple[str, Cell]]) -> Table:
+    """Label/value pairs on a terminal; values wrap (never cut) when they do not fit."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
     for label, value in rows:
-        grid.add_row(label, value if isinstance(value, Text) else str(value or "-"))
+        grid.add_row(label, value)
     return grid
 
 
-def jobs_table(jobs: Sequence[dict]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
-    table.add_column("file", overflow="fold")
-    table.add_column("size", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("outputs / error", overflow="fold")
+def details_plain(rows: Sequence[tuple[str, Cell]]) -> str:
+    """The same pairs for a pipe: aligned labels, each value whole on its line."""
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value.plain if isinstance(value, Text) else value}"
+                     for label, value in rows)
+
+
+def jobs_grid(jobs: Sequence[dict]) -> Grid:
+    grid = Grid([
+        Column("file"),
+        Column("status"),  # with the name, what the table is for: never dropped
+        Column("size", priority=4, justify="right"),
+        Column("outputs", priority=3, wrap=12),
+        Column("error", priority=2, wrap=16),
+    ])
     for job in jobs:
         error = job.get("error")
-        if error:
-            detail = Text(f"{error.get('code')}: {error.get('message')}", style="red")
-        else:
-            outputs = job.get("outputs") or []
-            detail = Text(", ".join(_output_summary(o) for o in outputs) or "-")
-        table.add_row(job.get("file_name", ""), human_size(job.get("size") or 0),
-                      status_text(job.get("status")), detail)
-    return table
+        outputs = ", ".join(_output_summary(o) for o in job.get("outputs") or [])
+        grid.add(job.get("file_name", ""), status_text(job.get("status")),
+                 human_size(job.get("size") or 0), outputs or "-",
+                 Text(f"{error.get('code')}: {error.get('message')}", style="red") if error else "-")
+    return grid
+
+
+def job_errors(jobs: Sequence[dict]) -> Padding | None:
+    """Failed files and why, for a terminal too narrow for the error column (wrapped, not cut)."""
+    lines = [f"{job.get('file_name')}: {job['error'].get('code')}: {job['error'].get('message')}"
+             for job in jobs if job.get("error")]
+    return Padding(Text("\n".join(lines), overflow="fold"), (0, 0, 0, 2)) if lines else None
 
 
 def _output_summary(output: dict) -> str:
     dims = f"{output.get('width')}x{output.get('height')}" if output.get("width") else ""
     return " ".join(part for part in (output.get("format"), dims, human_size(output.get("size") or 0)) if part)
-
-
-def batch_view(batch: dict, pipelines: Sequence[dict] = ()) -> Group:
-    jobs = batch.get("jobs") or []
-    heading = Text(f"\nJobs ({len(jobs)})", style="bold")
-    return Group(batch_details(batch, pipelines), heading, jobs_table(jobs))
 
 
 STATS_ROWS = [
@@ -198,16 +227,17 @@ def pipeline_settings(p: dict) -> str:
     return ", ".join(parts)
 
 
-def pipelines_table(pipelines: Sequence[dict]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("name", no_wrap=True)
-    table.add_column("format")
-    table.add_column("size")
-    table.add_column("settings")
-    table.add_column("id", style="dim", no_wrap=True)
+def pipelines_grid(pipelines: Sequence[dict]) -> Grid:
+    grid = Grid([
+        Column("name"),
+        Column("format", priority=2),
+        Column("size", priority=3),
+        Column("settings", priority=4, wrap=10),
+        Column("id", style="dim"),
+    ])
     for p in pipelines:
-        table.add_row(p.get("name", ""), p.get("format", ""), pipeline_size(p), pipeline_settings(p), p.get("id", ""))
-    return table
+        grid.add(p.get("name", ""), p.get("format", ""), pipeline_size(p), pipeline_settings(p), p.get("id", ""))
+    return grid
 
 
 def pipeline_details(p: dict) -> Table:

@@ -1,6 +1,7 @@
 // Naming rules, mirrored from chalicelib/domain/naming.py so the form can show the
 // customer prefix, directory name and description BEFORE a batch is submitted.
 // The server stays the authority: it assigns batch-N and re-applies these rules.
+// Both copies are tested against tests/vectors/naming.json.
 
 export const DEFAULT_PREFIX = "MISC";
 const PREFIX_RE = /^([A-Za-z]+_[A-Za-z]+)/;
@@ -34,6 +35,17 @@ export function prefixCounts(fileNames) {
   return [...counts.entries()].sort((a, b) => b[1] - a[1]);
 }
 
+/**
+ * Python's str.casefold() for comparing names: lower, upper, lower again folds "ß", "ẞ" and
+ * "SS" together as casefold does; dotless "ı" is kept apart from "i", as casefold keeps it.
+ */
+export function casefold(text) {
+  return text
+    .split("\u0131")
+    .map((part) => part.toLowerCase().toUpperCase().toLowerCase())
+    .join("\u0131");
+}
+
 function stem(name) {
   const trimmed = name.replace(/^\.+|\.+$/g, "");
   return trimmed.includes(".") ? name.slice(0, name.lastIndexOf(".")) : name;
@@ -46,7 +58,7 @@ export function autoDescription(fileNames) {
     const parts = fileNames.map((name) => stem(nfc(name)).split("_"));
     if (parts.every((p) => p.length >= 2)) {
       const heads = new Set(parts.map((p) => p.slice(0, -1).join("\u0000")));
-      const lasts = parts.map((p) => p[p.length - 1].toLowerCase());
+      const lasts = parts.map((p) => casefold(p[p.length - 1]));
       if (heads.size === 1 && new Set(lasts).size === n && lasts.every(Boolean)) {
         return `${n}-view Render`;
       }

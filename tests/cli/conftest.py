@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -28,15 +29,26 @@ def missing_config(tmp_path: Path) -> Path:
 @pytest.fixture
 def run(fake: FakeService, missing_config: Path) -> Callable[..., Result]:
     def invoke(*args: str, env: dict | None = None, input: str | None = None,
-               deps: Deps | None = None) -> Result:
+               deps: Deps | None = None, terminal: int | None = None, interactive: bool = False) -> Result:
+        """Output goes to a pipe, or with `terminal=N` to a terminal N columns wide.
+
+        rich decides by TTY_COMPATIBLE (set either way, so the caller's shell cannot change
+        a result); an `interactive` terminal also draws the live progress displays.
+        """
         deps = deps or Deps(
             api_transport=fake.api_transport,
             storage_transport=fake.s3_transport,
             sleep=fake.sleep,
             env={"IMGBATCH_CONFIG": str(missing_config), **(env or {})},
         )
-        # A wide terminal so table cells are not truncated in assertions.
-        return CliRunner().invoke(cli, list(args), obj=deps, input=input, env={"COLUMNS": "250"})
+        if terminal is None:
+            console_env = {"TTY_COMPATIBLE": "0", "COLUMNS": "80"}
+        else:
+            console_env = {"TTY_COMPATIBLE": "1", "COLUMNS": str(terminal), "LINES": "50",
+                           "TERM": "xterm-256color" if interactive else "dumb",
+                           "TTY_INTERACTIVE": "1" if interactive else "0"}
+        return CliRunner().invoke(cli, list(args), obj=deps, input=input,
+                                  env={"FORCE_COLOR": None, "NO_COLOR": None, **console_env})
 
     return invoke
 
@@ -59,6 +71,14 @@ def photo_folder(tmp_path: Path) -> Path:
     make_image(root / ".hidden.png", "PNG")
     make_image(root / ".thumbs" / "thumb.png", "PNG")
     return root
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """Terminal output without escape codes (colours, cursor moves)."""
+    return ANSI.sub("", text)
 
 
 def parse_json(result: Result):

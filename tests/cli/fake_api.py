@@ -94,6 +94,9 @@ class FakeService:
     uploads_per_response: int = 1000  # POST /batches returns this many links, the rest by page
     uploads_route: bool = True  # False: a server without GET /batches/{id}/uploads
     links: dict[str, dict] = field(default_factory=dict)  # job id -> its presigned POST
+    # True: `progress.uploaded` counts a file only once processing has finished it, as a
+    # service whose storage events are still queued behind a processing backlog would.
+    uploaded_lags: bool = False
     last_batch_body: dict | None = None
     last_pipeline_body: dict | None = None
     _clock: int = 0
@@ -147,6 +150,8 @@ class FakeService:
         for job in [j for j in self.jobs[batch_id] if j["status"] == "processing"][:steps]:
             failure = self.failing_files.get(job["file_name"])
             job["completed_at"] = self._now()
+            if self.uploaded_lags:
+                batch["progress"]["uploaded"] += 1
             if failure:
                 job["status"], job["error"] = "failed", {"code": failure[0], "message": failure[1]}
                 batch["progress"]["failed"] += 1
@@ -369,7 +374,9 @@ class FakeService:
             return error(404, "NotFoundError", f"Batch {bid} not found")
         batch = self.batches[bid]
         partial = query.get("partial") == "true"
-        if batch["progress"]["succeeded"] == 0 or (batch["status"] not in FINAL and not partial):
+        # Like the service: a failed or cancelled batch still downloads, as a ZIP of its manifest.
+        finished = [j for j in self.jobs[bid] if j["status"] in ("completed", "failed", "cancelled")]
+        if not finished or (batch["status"] not in FINAL and not partial):
             return error(409, "ConflictError", f"Nothing in batch {batch['base_directory_name']} has finished yet")
         if self.archive_plan:
             status = self.archive_plan.pop(0)
@@ -467,14 +474,15 @@ class FakeService:
             for job in self.jobs[bid]:
                 if job["status"] == "completed":
                     archive.writestr(entry(f"{batch['base_directory_name']}/{job['file_name']}"), b"output")
-            archive.writestr(entry("manifest.csv"), "file,pipeline,status\n")
+            archive.writestr(entry(f"{batch['base_directory_name']}/manifest.csv"), "file,pipeline,status\n")
         return buffer.getvalue()
 
     # -- internals -------------------------------------------------------------------------
 
     def _mark_uploaded(self, batch: dict, job: dict) -> None:
         job["status"], job["started_at"] = "processing", self._now()
-        batch["progress"]["uploaded"] += 1
+        if not self.uploaded_lags:
+            batch["progress"]["uploaded"] += 1
         batch["started_at"] = batch["started_at"] or self._now()
         if batch["status"] == "queued":
             batch["status"] = "processing"

@@ -27,12 +27,12 @@ def test_list_shows_a_table(run, three_batches):
     result = run("list")
 
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["base_directory_name", "files", "status", "progress", "created", "(UTC)"]
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert lines[0] == ["base_directory_name", "files", "status", "uploaded", "processed", "created (UTC)"]
     # newest first
-    assert lines[1].split()[:3] == ["MISC_2025-11-05_batch-1", "3", "completed"]
-    assert "ACME_AE_2025-11-05_batch-1" in lines[2] and "processing" in lines[2]
-    assert "completed_with_errors" in lines[3] and "1 failed" in lines[3]
+    assert lines[1][:5] == ["MISC_2025-11-05_batch-1", "3", "completed", "3/3", "3/3"]
+    assert lines[2][:5] == ["ACME_AE_2025-11-05_batch-1", "1", "processing", "1/1", "0/1"]
+    assert lines[3][:5] == ["PL_DXB_2025-11-05_batch-1", "2", "completed_with_errors", "2/2", "2/2 1 failed"]
 
 
 def test_list_passes_filters_and_sort(run, fake, three_batches):
@@ -189,6 +189,38 @@ def test_download_command(run, fake, three_batches, tmp_path):
     assert fake.violations == []
 
 
+def test_download_of_a_failed_batch_says_the_zip_has_no_images_and_exits_1(run, fake, tmp_path):
+    fake.add_pipeline("web")
+    fake.failing_files.update({"a.png": ("not_an_image", "x"), "b.png": ("corrupt_image", "y")})
+    batch = fake.add_batch(["a.png", "b.png"])
+
+    result = run("download", batch["id"], "-o", str(tmp_path))
+
+    assert result.exit_code == 1, result.output
+    saved = tmp_path / "MISC_2025-11-05_batch-1.zip"
+    assert saved.is_file()  # kept: its manifest says why each file failed
+    assert f"Saved {saved} (" in result.stderr
+    assert "0 images: every file failed; the ZIP holds only manifest.csv" in result.stderr
+    assert "Saved" not in result.stdout
+
+
+def test_download_of_a_cancelled_batch_explains_the_empty_zip(run, fake, tmp_path):
+    fake.add_pipeline("web")
+    batch = fake.add_batch(["a.png", "b.png", "c.png"], processed=False)
+    fake.failing_files["a.png"] = ("corrupt_image", "y")
+    fake.advance(batch["id"], 1)
+    assert run("cancel", batch["id"]).exit_code == 0
+
+    result = run("download", batch["id"], "-o", str(tmp_path), "--json")
+
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["images"] == 0 and data["path"].endswith("MISC_2025-11-05_batch-1.zip")
+
+    result = run("download", batch["id"], "-o", str(tmp_path))
+    assert "0 images: no file succeeded (1 failed, 2 cancelled)" in result.stderr
+
+
 def test_download_before_anything_finished_is_409_with_a_hint(run, fake, three_batches, tmp_path):
     result = run("download", three_batches[1]["id"], "-o", str(tmp_path))
 
@@ -205,6 +237,7 @@ def test_download_partial(run, fake, tmp_path):
     data = parse_json(run("download", batch["id"], "--partial", "-o", str(tmp_path), "--json"))
 
     assert data["path"] == str(tmp_path / "MISC_2025-11-05_batch-1.zip")
+    assert data["images"] == 1
     request = [r for r in fake.api_requests if r.url.path.endswith("/download")][-1]
     assert request.url.params["partial"] == "true"
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import httpx
 
-from .conftest import make_image, parse_json
+from .conftest import make_image, parse_json, plain
 
 
 def test_submit_folder_uploads_images_and_skips_the_rest(run, fake, photo_folder):
@@ -115,6 +116,22 @@ def test_wait_completed_with_errors_exits_1(run, fake, photo_folder):
     assert "completed_with_errors (2 succeeded, 1 failed" in result.stdout
 
 
+def test_wait_line_never_shows_fewer_uploaded_than_were_just_uploaded(run, fake, photo_folder):
+    """The service's `uploaded` can lag behind storage; what we uploaded ourselves is certain."""
+    fake.add_pipeline("web")
+    fake.uploaded_lags = True  # the API counts a file as uploaded only once it is processed
+
+    result = run("submit", str(photo_folder), "-p", "web", "--wait", terminal=200, interactive=True)
+
+    assert result.exit_code == 0, result.output
+    assert "Uploaded 3 of 3 files" in result.stdout
+    shown = re.findall(r"uploaded (\d)/3 · processed (\d)/3", plain(result.stderr))
+    assert shown, result.stderr
+    assert {uploaded for uploaded, _ in shown} == {"3"}
+    # Processing is a figure of its own, and it moved while uploads stood at 3/3.
+    assert {processed for _, processed in shown} >= {"1", "2", "3"}
+
+
 def test_download_waits_for_the_archive_then_saves_it(run, fake, photo_folder, tmp_path):
     fake.add_pipeline("web")
     fake.archive_plan = [202, 202]
@@ -133,7 +150,8 @@ def test_download_waits_for_the_archive_then_saves_it(run, fake, photo_folder, t
     downloads = [r for r in fake.api_requests if r.url.path.endswith("/download")]
     assert len(downloads) == 3
     with zipfile.ZipFile(io.BytesIO(saved.read_bytes())) as archive:
-        assert "manifest.csv" in archive.namelist()
+        assert "PL_DXB_2025-11-05_batch-1/manifest.csv" in archive.namelist()
+    assert f"Saved {saved} (" in result.stdout and "): 3 images and manifest.csv" in result.stdout
     s3_get = [r for r in fake.s3_requests if r.method == "GET"]
     assert len(s3_get) == 1 and "authorization" not in s3_get[0].headers
 
@@ -168,7 +186,7 @@ def test_failed_batch_skips_download(run, fake, photo_folder, tmp_path):
     result = run("submit", str(photo_folder), "-p", "web", "--download", str(tmp_path / "out"))
 
     assert result.exit_code == 1
-    assert "Nothing to download" in result.stderr
+    assert "Nothing to download: every file failed." in result.stderr
     assert not (tmp_path / "out").exists()
 
 

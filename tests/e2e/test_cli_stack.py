@@ -56,3 +56,41 @@ def test_api_errors_are_messages_not_tracebacks(stack):
                           env={**os.environ, "IMGBATCH_API_URL": stack.url, "IMGBATCH_TOKEN": "wrong",
                                "IMGBATCH_CONFIG": "/nonexistent"}, timeout=60)
     assert proc.returncode == 3 and "IMGBATCH_TOKEN" in proc.stderr + proc.stdout
+
+
+def test_list_in_a_pipe_keeps_long_names_and_ids_whole(stack, tmp_path):
+    """A subprocess's stdout is a pipe: the table is tab-separated and nothing is cut."""
+    prefix = "STUDIO_NORTHWEST_PRODUCTIONS_LONDON"
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "a.png")
+    run(stack, "pipelines", "create", "--name", "cli-web", "--format", "jpeg", "--width", "160", check=False)
+    created = json.loads(run(stack, "--json", "submit", str(tmp_path / "a.png"), "-p", "cli-web",
+                             "--prefix", prefix).stdout)["batch"]
+
+    proc = run(stack, "list", "--ids", "--customer", prefix)
+
+    header, *rows = proc.stdout.splitlines()
+    assert header.split("\t")[0] == "base_directory_name" and header.split("\t")[-1] == "id"
+    fields = next(row.split("\t") for row in rows if row.endswith(created["id"]))
+    assert fields[0] == created["base_directory_name"] and len(fields[0]) > 50
+    # what `cut -f1` gives is accepted by the next command as it is
+    shown = run(stack, "show", fields[0]).stdout
+    assert f"ID               {created['id']}" in shown.splitlines()
+
+
+def test_download_of_a_failed_batch_exits_1_and_says_the_zip_has_no_images(stack, tmp_path):
+    # PNG magic, then garbage: the CLI sends it (it looks like a PNG), the service fails it.
+    (tmp_path / "PL_BROKEN1_Front.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 200)
+    run(stack, "pipelines", "create", "--name", "cli-web", "--format", "jpeg", "--width", "160", check=False)
+    submitted = run(stack, "--json", "submit", str(tmp_path), "-p", "cli-web", "--wait", check=False)
+    assert submitted.returncode == 1, submitted.stderr
+    batch = json.loads(submitted.stdout)["batch"]
+    assert batch["status"] == "failed"
+
+    out = tmp_path / "out"
+    proc = run(stack, "download", batch["id"], "-o", str(out), check=False)
+
+    assert proc.returncode == 1, proc.stderr
+    assert "0 images: every file failed; the ZIP holds only manifest.csv" in proc.stderr
+    (archive,) = out.glob("*.zip")
+    with zipfile.ZipFile(archive) as z:
+        assert z.namelist() == [f"{batch['base_directory_name']}/manifest.csv"]

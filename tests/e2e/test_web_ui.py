@@ -632,6 +632,94 @@ def test_upload_urls_are_fetched_page_by_page(page, stack, api, thumbs, tmp_path
     assert paged, "the UI never asked for the next page of upload URLs"
 
 
+# -- choosing files, and uploads the service has not counted yet ------------------------------------
+def test_non_images_are_skipped_per_file_with_the_reason(page, stack, thumbs, tmp_path):
+    """Decided by extension and first bytes, as the CLI does; only the images are sent."""
+    files = {
+        "SK_IP1_Front.png": png_bytes(),
+        "SK_IP1_Back.jpg": png_bytes(fmt="WEBP"),  # a WebP named .jpg: sent, as image/webp
+        "notes.txt": b"not an image",
+        "looks_like.png": b"plain text with a png name",
+        "phone.heic": bytes.fromhex("000000186674797068656963000000006d69663168656963"),
+    }
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    open_batches(page, stack)
+    page.set_input_files("#file-input", paths)
+
+    expect(page.locator("#file-list li .file-name")).to_have_text(["SK_IP1_Front.png", "SK_IP1_Back.jpg"])
+    skipped = page.locator("#file-skipped")
+    expect(skipped.locator("li")).to_have_count(3)
+    for name, reason in [("notes.txt", "'.txt' is not an image extension"),
+                         ("looks_like.png", "content is not a recognised image"),
+                         ("phone.heic", "HEIF/HEIC images are not supported by the service")]:
+        expect(skipped.locator(f'li[data-file="{name}"] .skip-reason')).to_have_text(reason)
+    expect(page.locator("#file-summary")).to_contain_text("2 files chosen")
+    expect(page.locator("#file-summary")).to_contain_text("3 files skipped")
+    page.get_by_role("checkbox", name=thumbs["name"]).check()
+    screenshot(page, "13-skipped-files")
+
+    with page.expect_request(lambda r: r.url.endswith("/batches") and r.method == "POST") as created:
+        page.get_by_role("button", name="Upload batch").click()
+    sent = {f["name"]: f["content_type"] for f in json.loads(created.value.post_data)["files"]}
+    assert sent == {"SK_IP1_Front.png": "image/png", "SK_IP1_Back.jpg": "image/webp"}
+    expect(page.locator("#submit-error")).to_be_empty()
+    session = page.locator("#upload-sessions .upload-session").first
+    expect(session.locator('.upload-file[data-status="done"]')).to_have_count(2, timeout=30_000)
+    expect(skipped).to_be_hidden()
+
+
+def test_uploaded_is_never_below_what_this_page_uploaded(page, stack, thumbs, tmp_path):
+    """The service's `uploaded` can lag behind storage while its events queue behind processing."""
+    paths = []
+    for side in ("Front", "Back", "Side"):
+        path = tmp_path / f"LG_LAG1_{side}.png"
+        path.write_bytes(png_bytes())
+        paths.append(str(path))
+    held = {"on": True}
+
+    def lagging(route):
+        # The service under a backlog: it has counted none of these uploads, processed none.
+        if route.request.method != "GET" or not held["on"]:
+            route.continue_()
+            return
+        response = route.fetch()
+        body = response.json()
+        for batch in body.get("batches", []) + ([body["batch"]] if "batch" in body else []):
+            if batch["base_directory_name"].startswith("LG_LAG_"):
+                batch.update(status="queued", started_at=None, completed_at=None,
+                             progress={"uploaded": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "percent": 0})
+                for job in batch.get("jobs") or []:
+                    job.update(status="awaiting_upload", outputs=[], error=None, started_at=None, completed_at=None)
+        route.fulfill(response=response, body=json.dumps(body))
+
+    page.route(re.compile(r".*/batches(\?.*|/[0-9a-f-]{36}(\?.*)?)$"), lagging)
+    open_batches(page, stack)
+    page.set_input_files("#file-input", paths)
+    page.get_by_role("checkbox", name=thumbs["name"]).check()
+    page.get_by_role("button", name="Upload batch").click()
+    session = page.locator("#upload-sessions .upload-session").first
+    expect(session.locator(".upload-counts")).to_contain_text("3 of 3 files uploaded", timeout=30_000)
+    row = batch_row(page, session.get_attribute("data-batch-id"))
+
+    # Two more rounds of the service saying "0 uploaded": the row still counts the three.
+    for _ in range(2):
+        with page.expect_response(lambda r: "/batches" in r.url and r.request.method == "GET", timeout=15_000):
+            pass
+    counts = row.locator(".cell-progress .counts")
+    expect(counts).to_have_text("3 uploaded · 0 of 3 processed")
+    expand(page, row.get_attribute("data-batch-id"))
+    expect(row.locator("tr.job .badge")).to_have_text(["uploaded"] * 3)
+    screenshot(page, "14-uploaded-ahead-of-the-service")
+
+    held["on"] = False  # the service catches up: processing is its own figure, and it moves
+    expect(row).to_have_attribute("data-status", "completed", timeout=120_000)
+    expect(counts).to_have_text("3 uploaded · 3 of 3 processed")
+    expect(row.locator("tr.job .badge")).to_have_text(["completed"] * 3)
+
+
 # -- phone width, keyboard -------------------------------------------------------------------------
 def test_phone_layout_and_keyboard_expansion(phone, stack):
     page = phone

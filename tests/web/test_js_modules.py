@@ -1,0 +1,64 @@
+"""The pure web modules beside the vectors: the progress vocabulary and the store."""
+from __future__ import annotations
+
+
+def progress(js, batch, known=0):
+    return js("format.js", "(m, [batch, known]) => { const p = m.progressOf(batch, known); return [p, m.progressText(p)]; }",
+              [batch, known])
+
+
+def batch(total=20, **counts):
+    return {"total_files": total, "progress": {"uploaded": 0, "succeeded": 0, "failed": 0, "cancelled": 0,
+                                               "percent": 0, **counts}}
+
+
+def test_uploaded_takes_the_largest_of_the_service_this_page_and_succeeded(js):
+    assert progress(js, batch(uploaded=2), known=20)[1] == "20 uploaded · 0 of 20 processed"
+    assert progress(js, batch(uploaded=2, succeeded=5), known=0)[1] == "5 uploaded · 5 of 20 processed"
+    assert progress(js, batch(uploaded=12), known=3)[1] == "12 uploaded · 0 of 20 processed"
+    # never more than the batch holds (a page may have uploaded into a batch resumed elsewhere)
+    assert progress(js, batch(total=3, uploaded=1), known=7)[0]["uploaded"] == 3
+
+
+def test_processed_is_succeeded_plus_failed_and_cancelled_is_apart(js):
+    p, text = progress(js, batch(total=10, uploaded=10, succeeded=6, failed=2, cancelled=1, percent=90))
+    assert (p["processed"], p["percent"]) == (8, 90)
+    assert text == "10 uploaded · 8 of 10 processed · 2 failed · 1 cancelled"
+
+
+def test_store_notifies_subscribers_until_they_unsubscribe(js):
+    got = js("store.js", """(m) => {
+        const s = m.createStore({});
+        const seen = [];
+        const off = s.on("batch-changed", (d) => seen.push(["a", d.id]));
+        s.on("batch-changed", (d) => seen.push(["b", d.id]));
+        s.emit("batch-changed", {id: 1});
+        off();
+        s.emit("batch-changed", {id: 2});
+        s.emit("nobody-listens");
+        return seen;
+    }""")
+    assert got == [["a", 1], ["b", 1], ["b", 2]]
+
+
+def test_modules_import_flat_siblings_without_cycles():
+    """app.py serves only files directly in web/ (as /ui/<name>); a cycle would make init order fragile."""
+    import re
+
+    from tests.web.conftest import WEB
+
+    graph = {}
+    for path in WEB.glob("*.js"):
+        targets = re.findall(r'^import [^;]*? from "([^"]+)";', path.read_text(), flags=re.M | re.S)
+        for target in targets:
+            assert re.fullmatch(r"\./[a-z-]+\.js", target) and (WEB / target[2:]).is_file(), (path.name, target)
+        graph[path.name] = {t[2:] for t in targets}
+
+    def visit(name, trail):
+        assert name not in trail, " -> ".join([*trail, name])
+        for dep in graph[name]:
+            visit(dep, [*trail, name])
+
+    for name in graph:
+        visit(name, [])
+    assert len(graph) >= 15 and "app.js" in graph

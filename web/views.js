@@ -1,0 +1,23 @@
+// Which screen shows: sign in, batches or pipelines (from the token and the URL hash).
+
+import { auth } from "./api.js";
+import { $ } from "./dom.js";
+
+export function currentView() {
+  const hash = location.hash.replace("#", "");
+  return hash === "pipelines" ? "pipelines" : "batches";
+}
+
+export function showView() {
+  const signedIn = Boolean(auth.current());
+  for (const el of document.querySelectorAll("[data-signed-in]")) el.hidden = !signedIn;
+  $("#view-signin").hidden = signedIn;
+  const view = currentView();
+  $("#view-batches").hidden = !signedIn || view !== "batches";
+  $("#view-pipelines").hidden = !signedIn || view !== "pipelines";
+  for (const tab of document.querySelectorAll(".tabs a")) {
+    if (tab.dataset.view === view) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  document.title = signedIn ? `${view === "pipelines" ? "Pipelines" : "Batches"} · imgbatch` : "Sign in · imgbatch";
+}
