@@ -310,6 +310,19 @@ class Repository:
             _update(J(job["batch_id"], job["job_id"]), actions, J.status == JOB_FAILED),
             _update(B(job["batch_id"]), [B.failed.add(-1), B.updated_at.set(now)], B.status != CANCELLED))
 
+    def set_job_preview(self, job: dict, attempt: int, preview: dict) -> bool:
+        """Record the preview rendition on a job this attempt is still processing (False when it
+        moved on: cancelled, or counted by a duplicate delivery)."""
+        J = self.m.Job
+        try:
+            J(job["batch_id"], job["job_id"]).update(
+                actions=[J.preview.set(preview)], condition=(J.status == JOB_PROCESSING) & (J.attempt == attempt))
+        except UpdateError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
     def cancel_job(self, job: dict, now: str) -> bool:
         J = self.m.Job
         try:

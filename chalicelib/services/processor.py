@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ..domain import imaging
+from ..domain.pipelines import DEFAULTS, SETTINGS
 from ..domain.batches import (
     CANCELLED, FINAL_STATUSES, JOB_AWAITING, JOB_FAILED, JOB_PROCESSING, QUEUED, final_status,
 )
@@ -27,11 +28,14 @@ SPOOL_IN_MEMORY = 16 * 1024 * 1024  # larger uploads spill to /tmp while decodin
 
 
 def render_specs(pipelines: list[dict]) -> list[imaging.RenderSpec]:
-    return [imaging.RenderSpec(format=p["format"], width=p.get("width"), height=p.get("height"),
-                               fit=p.get("fit", "contain"), quality=p.get("quality", 85),
-                               compression=p.get("compression", 70), background=p.get("background", "#ffffff"),
-                               keep_metadata=p.get("keep_metadata", False), upscale=p.get("upscale", False))
+    """A batch's pipeline snapshots as render specs (snapshots older than a setting lack it: default)."""
+    return [imaging.RenderSpec(**{name: p.get(name, default) for name, default in _SPEC_DEFAULTS.items()},
+                               format=p["format"])
             for p in pipelines]
+
+
+_SPEC_DEFAULTS = {name: DEFAULTS[name] for name in SETTINGS if name not in ("format", "filename")}
+PREVIEW_NAME = "preview.webp"
 
 
 class Processor:
@@ -109,13 +113,21 @@ class Processor:
             spool.seek(0)
             # render() decides the type by the bytes and refuses anything else
             pipelines = batch["pipelines"]
-            rendered = imaging.render(spool, render_specs(pipelines), self.limits)
+            rendered = imaging.render(spool, render_specs(pipelines), self.limits, preview=True)
+        prefix = f"{OUTPUT_PREFIX}{job['batch_id']}/{job['job_id']}/"
         outputs = []
         for pipeline, out in zip(pipelines, rendered):
-            key = f"{OUTPUT_PREFIX}{job['batch_id']}/{job['job_id']}/{pipeline['id']}.{out.extension}"
+            key = f"{prefix}{pipeline['id']}.{out.extension}"
             self.storage.put(key, out.data, out.content_type)
             outputs.append({"pipeline_id": pipeline["id"], "key": key, "format": out.format,
                             "width": out.width, "height": out.height, "size": len(out.data)})
+        preview = rendered.preview
+        # Beside the outputs (so deleting a job's outputs deletes it), never in the ZIP.
+        key = prefix + PREVIEW_NAME
+        self.storage.put(key, preview.data, preview.content_type)
+        self.repo.set_job_preview(job, int(job["attempt"]), {
+            "key": key, "width": preview.width, "height": preview.height, "format": preview.format,
+            "size": len(preview.data)})
         return outputs
 
     # -- batch status ------------------------------------------------------------
