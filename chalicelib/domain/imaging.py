@@ -628,7 +628,8 @@ def _sharpen(im: Image.Image, amount: int) -> Image.Image:
         g = [1, 4, 6, 4, 1]
         kernel = [-a * g[i] * g[j] / 256 for i in range(5) for j in range(5)]
         kernel[12] += 1 + a
-        return im.filter(ImageFilter.Kernel((5, 5), kernel, scale=1))
+        # Pillow's kernel filter clips I;16 to 8 bits; in 32-bit "I" it computes, and I -> I;16 clamps.
+        return im.convert("I").filter(ImageFilter.Kernel((5, 5), kernel, scale=1)).convert("I;16")
     mask = ImageFilter.UnsharpMask(radius=1, percent=amount, threshold=2)
     if im.mode in ("RGBA", "LA"):  # sharpening alpha would draw halos into the transparency
         bands = im.split()
