@@ -47,8 +47,10 @@ def _owner() -> str:
 
 
 def _error(exc: ServiceError) -> Response:
-    return Response(status_code=exc.status, body={"Code": exc.code, "Message": exc.message},
-                    headers={"Content-Type": "application/json"})
+    body = {"Code": exc.code, "Message": exc.message}
+    if exc.errors:
+        body["Errors"] = exc.errors
+    return Response(status_code=exc.status, body=body, headers={"Content-Type": "application/json"})
 
 
 def api(path: str, methods=("GET",), status: int = 200, public: bool = False, **kwargs):

@@ -30,7 +30,7 @@ def run_section(name: str, quick: bool) -> list:
         from bench import bench_pipeline
         outcome = bench_pipeline.run(quick=quick, log=_log)
         bench_pipeline.print_table(outcome)
-        return bench_pipeline.rows(outcome)
+        return bench_pipeline.rows(outcome) + bench_pipeline.encode_rows(log=_log)
     if name == "zip":
         from bench import bench_zip
         sizes = [20, 100] if quick else [100, 1000]

@@ -13,9 +13,10 @@ class ServiceError(Exception):
     status = 500
     code = "InternalServerError"
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, errors: list[dict] | None = None):
         super().__init__(message)
         self.message = message
+        self.errors = errors  # every problem, [{"field", "message"}], when input was checked as a whole
 
 
 class BadRequest(ServiceError):

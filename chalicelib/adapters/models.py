@@ -128,6 +128,7 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: 
         error_code=UnicodeAttribute(null=True),
         error_message=UnicodeAttribute(null=True),
         outputs=JSONAttribute(null=True),
+        preview=JSONAttribute(null=True),  # {key, width, height, format, size} of the preview rendition
         attempt=NumberAttribute(default=0),
         input_deleted=BooleanAttribute(default=False),
         created_at=UnicodeAttribute(),

@@ -302,16 +302,18 @@ class Repository:
                 J.updated_sk.set(f"{now}#{job['job_id']}")]
 
     def finish_job(self, job: dict, attempt: int, now: str, outputs: list | None = None,
-                   error: tuple[str, str] | None = None) -> bool:
+                   error: tuple[str, str] | None = None, preview: dict | None = None) -> bool:
         """processing -> completed|failed and the batch counter += 1, in one transaction.
         The job condition (status and attempt) makes a redelivered event count once."""
         J, B = self.m.Job, self.m.Batch
         status = JOB_FAILED if error else JOB_COMPLETED
         actions = self._job_actions(job, status, now) + [J.completed_at.set(now)]
         if error:
-            actions += [J.error_code.set(error[0]), J.error_message.set(error[1]), J.outputs.remove()]
+            actions += [J.error_code.set(error[0]), J.error_message.set(error[1]), J.outputs.remove(),
+                        J.preview.remove()]
         else:
-            actions += [J.outputs.set(outputs), J.error_code.remove(), J.error_message.remove()]
+            actions += [J.outputs.set(outputs), J.error_code.remove(), J.error_message.remove(),
+                        J.preview.set(preview) if preview else J.preview.remove()]
         counter = B.failed if error else B.succeeded
         return self._transact(
             _update(J(job["batch_id"], job["job_id"]), actions, (J.status == JOB_PROCESSING) & (J.attempt == attempt)),

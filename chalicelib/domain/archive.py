@@ -9,7 +9,10 @@ Layout (API.md "Act")::
     {base}/{output name}                     one pipeline
     {base}/{pipeline name}/{output name}     several pipelines
 
-Output name = input stem + output extension (``PL_DXB191_Front.png`` -> ``PL_DXB191_Front.jpg``).
+Output name = input stem + output extension (``PL_DXB191_Front.png`` -> ``PL_DXB191_Front.jpg``),
+or the pipeline's ``filename`` template filled in (``domain/filenames.py``; ``{counter}`` is the
+file's position in the batch, ``{prefix}`` and ``{date}`` come from ``batch_fields``), made safe
+the same way.
 Names are unique per folder, compared case-insensitively because macOS and Windows extract
 ``a.jpg`` and ``A.jpg`` onto the same file. A name that is taken gets `` (2)``, `` (3)``... before
 its extension; names that are free keep priority, so a real ``a (2).jpg`` is never renamed because
@@ -29,10 +32,12 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from zipfile import ZIP_DEFLATED, ZIP_STORED
 
 from zipstream import ZipStream
+
+from .filenames import render_name
 
 MANIFEST_FILE_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("file", "pipeline", "status", "error", "output name", "size", "dimensions")
@@ -52,10 +57,11 @@ class ArchiveOutput:
     pipeline_id: str
     pipeline_name: str
     key: str          # S3 key of the output object
-    extension: str    # "jpg" | "png" | "webp"
+    extension: str    # "jpg" | "png" | "webp" | "avif" | "tif"
     size: int
     width: int
     height: int
+    filename: str | None = None  # the pipeline's name template; None: stem + extension
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class ArchiveJob:
     error_code: str | None
     error_message: str | None
     outputs: tuple[ArchiveOutput, ...] = ()
+    position: int | None = None  # 0-based place in the batch, for {counter}
 
 
 @dataclass(frozen=True)
@@ -96,12 +103,14 @@ def plan_archive(
     base_directory_name: str,
     jobs: Iterable[ArchiveJob],
     pipeline_names: Sequence[str],
+    batch_fields: Mapping[str, str] | None = None,
 ) -> tuple[list[PlannedEntry], bytes]:
     """Entries in a stable order (pipeline by pipeline, files by name) and the manifest bytes.
 
     ``pipeline_names`` are the batch's pipelines in batch order: more than one means one
     sub-folder per pipeline. Outputs are grouped by ``pipeline_id``, so two pipelines that share
-    a (safe) name still get two folders (``Web`` and ``Web (2)``).
+    a (safe) name still get two folders (``Web`` and ``Web (2)``). ``batch_fields`` gives the
+    templates' ``{prefix}`` and ``{date}``.
     """
     base = safe_entry_name(base_directory_name)
     several = len(pipeline_names) > 1
@@ -113,7 +122,9 @@ def plan_archive(
     for i, job in enumerate(jobs):
         for j, out in enumerate(_outputs(job)):
             folder = folders.get(out.pipeline_id, "")
-            wanted.setdefault(folder, []).append((i, j, _output_name(job.file_name, out.extension)))
+            name = (_output_name(job.file_name, out.extension) if out.filename is None
+                    else _templated_name(out, job, i, base_directory_name, batch_fields or {}))
+            wanted.setdefault(folder, []).append((i, j, name))
     given: dict[tuple[int, int], str] = {}
     for folder, names in wanted.items():
         reserved = [MANIFEST_FILE_NAME] if folder == "" else []
@@ -180,6 +191,21 @@ def _output_name(file_name: str, extension: str) -> str:
     stem, dot, _ = file_name.rpartition(".")
     ext = safe_entry_name(extension.lower().lstrip("."))
     return safe_entry_name(f"{stem if dot and stem else file_name}.{ext}")
+
+
+_FORMATS = {"jpg": "jpeg", "tif": "tiff"}
+
+
+def _templated_name(out: ArchiveOutput, job: ArchiveJob, index: int, base: str,
+                    batch_fields: Mapping[str, str]) -> str:
+    stem, dot, _ = job.file_name.rpartition(".")
+    ext = out.extension.lower().lstrip(".")
+    values = {"stem": stem if dot and stem else job.file_name, "ext": ext, "format": _FORMATS.get(ext, ext),
+              "pipeline": out.pipeline_name, "prefix": batch_fields.get("prefix", ""), "batch": base,
+              "date": batch_fields.get("date", ""),
+              "counter": (job.position if job.position is not None else index) + 1,
+              "width": out.width, "height": out.height}
+    return safe_entry_name(render_name(out.filename, values))
 
 
 def _unique_names(names: list[str], reserved: Iterable[str]) -> list[str]:

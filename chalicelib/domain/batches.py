@@ -28,10 +28,12 @@ CONTENT_TYPES = {
     "jpg": "image/jpeg", "jpeg": "image/jpeg", "jpe": "image/jpeg", "jfif": "image/jpeg", "mpo": "image/jpeg",
     "png": "image/png", "apng": "image/png", "webp": "image/webp", "gif": "image/gif",
     "tif": "image/tiff", "tiff": "image/tiff", "bmp": "image/bmp", "ico": "image/x-icon",
-    "avif": "image/avif", "avifs": "image/avif",
+    "avif": "image/avif", "avifs": "image/avif", "heic": "image/heic", "heif": "image/heif", "hif": "image/heif",
+    "tga": "image/x-tga",
 }
 ALLOWED_CONTENT_TYPES = frozenset(CONTENT_TYPES.values()) | {
     "image/pjpeg", "image/apng", "image/x-bmp", "image/x-ms-bmp", "image/vnd.microsoft.icon",
+    "image/heic-sequence", "image/heif-sequence", "image/x-targa", "image/tga",
 }
 _UNSPECIFIC = ("", "application/octet-stream", "binary/octet-stream")
 

@@ -16,6 +16,11 @@ def output_key(batch_id: str, job_id: str, pipeline_id: str, extension: str) -> 
     return f"{OUTPUT_PREFIX}{batch_id}/{job_id}/{pipeline_id}.{extension}"
 
 
+def preview_key(batch_id: str, job_id: str) -> str:
+    """A job's small preview rendition: beside its outputs, so it goes with them."""
+    return f"{OUTPUT_PREFIX}{batch_id}/{job_id}/preview.webp"
+
+
 def archive_key(batch_id: str, fingerprint: str, file_name: str) -> str:
     return f"{ARCHIVE_PREFIX}{batch_id}/{fingerprint}/{file_name}"
 

@@ -18,12 +18,14 @@ _STEPS = str.maketrans({"[": "\x02", "{": "\x02", "]": "\x00", "}": "\x00"})
 
 
 class Invalid(ValueError):
-    """Bad input; `too_large` marks limits (HTTP 413) as opposed to malformed input (400)."""
+    """Bad input; `too_large` marks limits (HTTP 413) as opposed to malformed input (400).
+    `errors` lists every problem as {"field", "message"} when a validator reports them all at once."""
 
-    def __init__(self, message: str, too_large: bool = False):
+    def __init__(self, message: str, too_large: bool = False, errors: list[dict] | None = None):
         super().__init__(message)
         self.message = message
         self.too_large = too_large
+        self.errors = errors
 
 
 def require_object(value: Any, what: str = "request body") -> dict:

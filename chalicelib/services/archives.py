@@ -87,10 +87,11 @@ class ArchiveService:
                            "finished); wait for it to finish or add ?partial=true for what is finished so far")
         if not finished:
             raise Conflict(f"nothing in batch {batch['id']} is finished yet; try again once files are processed")
-        names = {p["id"]: p["name"] for p in batch["pipelines"]}
-        archive_jobs = [_archive_job(j, names) for j in jobs]
+        pipelines = {p["id"]: p for p in batch["pipelines"]}
+        archive_jobs = [_archive_job(j, pipelines) for j in jobs]
         base = batch["base_directory_name"]
-        entries, manifest = plan_archive(base, archive_jobs, [p["name"] for p in batch["pipelines"]])
+        entries, manifest = plan_archive(base, archive_jobs, [p["name"] for p in batch["pipelines"]],
+                                         {"prefix": batch["customer_prefix"], "date": batch["batch_date"]})
         digest = hashlib.sha256()
         digest.update(base.encode())
         digest.update(manifest)
@@ -153,11 +154,14 @@ class Plan:
     bytes: int
 
 
-def _archive_job(job: dict, pipeline_names: dict) -> ArchiveJob:
+def _archive_job(job: dict, pipelines: dict) -> ArchiveJob:
     outputs = tuple(
-        ArchiveOutput(pipeline_id=o["pipeline_id"], pipeline_name=pipeline_names.get(o["pipeline_id"], "output"),
+        ArchiveOutput(pipeline_id=o["pipeline_id"],
+                      pipeline_name=pipelines.get(o["pipeline_id"], {}).get("name", "output"),
                       key=o["key"], extension=o["key"].rsplit(".", 1)[-1], size=int(o["size"]),
-                      width=int(o["width"]), height=int(o["height"]))
+                      width=int(o["width"]), height=int(o["height"]),
+                      filename=pipelines.get(o["pipeline_id"], {}).get("filename"))
         for o in (job.get("outputs") or [])) if job["status"] == JOB_COMPLETED else ()
     return ArchiveJob(file_name=job["file_name"], status=job["status"], error_code=job.get("error_code"),
-                      error_message=job.get("error_message"), outputs=outputs)
+                      error_message=job.get("error_message"), outputs=outputs,
+                      position=int(job["position"]) if job.get("position") is not None else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 from ..adapters.repository import ConditionFailed
-from ..domain.pipelines import validate_pipeline
+from ..domain.pipelines import validate_pipeline, with_defaults
 from ..domain.validation import Invalid
 from ..errors import BadRequest, Conflict, NotFound
 from .clock import iso, utcnow
@@ -20,7 +20,7 @@ class PipelineService:
     def create(self, owner: str, payload) -> dict:
         spec = _valid(payload)
         try:
-            return self.repo.create_pipeline(owner, self.new_id(), spec, iso(self.clock()))
+            return with_defaults(self.repo.create_pipeline(owner, self.new_id(), spec, iso(self.clock())))
         except ConditionFailed:
             raise Conflict(f"a pipeline named {spec['name']!r} already exists; choose another name") from None
 
@@ -29,16 +29,18 @@ class PipelineService:
         found = self.repo.get_pipeline(owner, pipeline_id) if is_uuid(pipeline_id) else None
         if found is None:
             raise NotFound(f"pipeline {pipeline_id} not found")
-        return found
+        return with_defaults(found)
 
     def list(self, owner: str) -> list[dict]:
-        return sorted(self.repo.list_pipelines(owner), key=lambda p: (p["name"].casefold(), p["id"]))
+        return sorted((with_defaults(p) for p in self.repo.list_pipelines(owner)),
+                      key=lambda p: (p["name"].casefold(), p["id"]))
 
     def replace(self, owner: str, pipeline_id: str, payload) -> dict:
         spec = _valid(payload)
         current = self.get(owner, pipeline_id)
         try:
-            return self.repo.replace_pipeline(owner, pipeline_id, current["name"], spec, iso(self.clock()))
+            return with_defaults(self.repo.replace_pipeline(owner, pipeline_id, current["name"], spec,
+                                                            iso(self.clock())))
         except ConditionFailed:
             if self.repo.get_pipeline(owner, pipeline_id) is None:
                 raise NotFound(f"pipeline {pipeline_id} not found") from None
@@ -56,4 +58,4 @@ def _valid(payload) -> dict:
     try:
         return validate_pipeline(payload)
     except Invalid as exc:
-        raise BadRequest(exc.message) from None
+        raise BadRequest(exc.message, errors=exc.errors) from None

@@ -14,12 +14,13 @@ from datetime import timedelta
 
 from ..domain import imaging
 from ..adapters.repository import CANCELLING
+from ..domain.pipelines import DEFAULTS, SETTINGS
 from ..domain.batches import (
     CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_FAILED, JOB_PROCESSING, QUEUED,
     final_status,
 )
 from ..errors import Conflict
-from ..domain.keys import output_key, parse_upload_key
+from ..domain.keys import output_key, parse_upload_key, preview_key
 from .clock import iso, utcnow
 from .ownership import owned_batch
 
@@ -29,11 +30,13 @@ CONTENDED_ATTEMPTS = 20  # a cancel or retry re-reads and tries again when the b
 
 
 def render_specs(pipelines: list[dict]) -> list[imaging.RenderSpec]:
-    return [imaging.RenderSpec(format=p["format"], width=p.get("width"), height=p.get("height"),
-                               fit=p.get("fit", "contain"), quality=p.get("quality", 85),
-                               compression=p.get("compression", 70), background=p.get("background", "#ffffff"),
-                               keep_metadata=p.get("keep_metadata", False), upscale=p.get("upscale", False))
+    """A batch's pipeline snapshots as render specs (snapshots older than a setting lack it: default)."""
+    return [imaging.RenderSpec(**{name: p.get(name, default) for name, default in _SPEC_DEFAULTS.items()},
+                               format=p["format"])
             for p in pipelines]
+
+
+_SPEC_DEFAULTS = {name: DEFAULTS[name] for name in SETTINGS if name not in ("format", "filename")}
 
 
 class Processor:
@@ -122,18 +125,18 @@ class Processor:
     def _run(self, batch: dict, job: dict) -> str:
         attempt = int(job["attempt"])
         try:
-            outputs = self._render_and_store(batch, job)
+            outputs, preview = self._render_and_store(batch, job)
             error = None
         except imaging.ImageError as exc:
-            outputs, error = None, (exc.code, exc.message)
-        if self.repo.finish_job(job, attempt, self.now(), outputs=outputs, error=error):
+            outputs, preview, error = None, None, (exc.code, exc.message)
+        if self.repo.finish_job(job, attempt, self.now(), outputs=outputs, error=error, preview=preview):
             return "failed" if error else "completed"
         # Lost the race: a duplicate already counted this job, or the batch was cancelled or is
         # being deleted. Read *after* writing the outputs, so a delete that already swept the
         # prefix is seen here and nothing is left behind.
         if outputs and self._discarded(job):
-            for out in outputs:
-                self.storage.delete(out["key"])
+            for key in [out["key"] for out in outputs] + [preview["key"]]:
+                self.storage.delete(key)
         return "duplicate"
 
     def _discarded(self, job: dict) -> bool:
@@ -143,7 +146,7 @@ class Processor:
         batch = self.repo.get_batch(job["batch_id"])
         return batch is None or batch["status"] == DELETING
 
-    def _render_and_store(self, batch: dict, job: dict) -> list[dict]:
+    def _render_and_store(self, batch: dict, job: dict) -> tuple[list[dict], dict]:
         stored = self.storage.fetch(job["key"])
         if stored is None:
             raise imaging.ImageError("missing_upload", "the uploaded file is no longer stored")
@@ -157,14 +160,19 @@ class Processor:
             spool.seek(0)
             # render() decides the type by the bytes and refuses anything else
             pipelines = batch["pipelines"]
-            rendered = imaging.render(spool, render_specs(pipelines), self.limits)
+            rendered = imaging.render(spool, render_specs(pipelines), self.limits, preview=True)
         outputs = []
         for pipeline, out in zip(pipelines, rendered):
             key = output_key(job["batch_id"], job["job_id"], pipeline["id"], out.extension)
             self.storage.put(key, out.data, out.content_type)
             outputs.append({"pipeline_id": pipeline["id"], "key": key, "format": out.format,
                             "width": out.width, "height": out.height, "size": len(out.data)})
-        return outputs
+        preview = rendered.preview
+        # Beside the outputs (deleted with them), never in the ZIP; recorded by the same commit.
+        key = preview_key(job["batch_id"], job["job_id"])
+        self.storage.put(key, preview.data, preview.content_type)
+        return outputs, {"key": key, "width": preview.width, "height": preview.height, "format": preview.format,
+                         "size": len(preview.data)}
 
     # -- batch status ------------------------------------------------------------
     def finalize_if_done(self, batch_id: str) -> str | None:

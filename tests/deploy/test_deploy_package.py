@@ -1,8 +1,10 @@
 """build/package/deployment.zip runs on Lambda's python3.11 runtime (x86_64, glibc 2.26).
 
-Pillow must be the manylinux2014 wheel (glibc 2.17 baseline), not a build from source for this
-machine: its extension modules may link only to libraries bundled in pillow.libs/ or to the
-system libraries the manylinux2014 policy allows and the Lambda image has. The ELF files are
+Pillow and pillow-heif must be manylinux2014 wheels (glibc 2.17 baseline), not builds from source
+for this machine: their extension modules may link only to libraries bundled in pillow.libs/ and
+pillow_heif.libs/ or to the system libraries the manylinux2014 policy allows and the Lambda image
+has. Every codec the pipeline offers (JPEG, PNG, WebP, AVIF, TIFF LZW/Deflate, HEIC input) must work
+from the unzipped package alone. The ELF files are
 read with pyelftools (no ldd: that would resolve against this machine's libraries).
 The zip must hold the app, its runtime dependencies and the web UI, and no development tools.
 """
@@ -73,25 +75,32 @@ def _version(name: str, prefix: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in name[len(prefix):].split(".")) if re.fullmatch(rf"{prefix}[\d.]+", name) else None
 
 
-def test_pillow_is_the_manylinux2014_wheel(names, extracted):
-    [wheel] = [n for n in names if re.fullmatch(r"pillow-[\d.]+\.dist-info/WHEEL", n, re.I)]
+@pytest.mark.parametrize("dist,pin", [("pillow", "Pillow"), ("pillow_heif", "pillow-heif")])
+def test_image_libraries_are_the_manylinux2014_wheels(names, extracted, dist, pin):
+    [wheel] = [n for n in names if re.fullmatch(rf"{dist}-[\d.]+\.dist-info/WHEEL", n, re.I)]
     text = (extracted / wheel).read_text()
     tags = re.findall(r"^Tag: (\S+)$", text, re.M)
     assert tags and set(tags) <= {"cp311-cp311-manylinux_2_17_x86_64", "cp311-cp311-manylinux2014_x86_64"}, tags
     assert "linux_x86_64" not in [t.split("-")[-1] for t in tags], "built from source for this machine"
     assert "Root-Is-Purelib: false" in text
-    version = re.match(r"pillow-([\d.]+)\.dist-info", wheel, re.I).group(1)
-    pinned = re.search(r"^Pillow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M | re.I).group(1)
+    version = re.match(rf"{dist}-([\d.]+)\.dist-info", wheel, re.I).group(1)
+    pinned = re.search(rf"^{re.escape(pin)}==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M | re.I).group(1)
     assert version == pinned
 
 
-def test_pillow_binaries_link_only_to_bundled_or_lambda_system_libraries(names, extracted):
+def test_image_binaries_link_only_to_bundled_or_lambda_system_libraries(names, extracted):
     modules = [n for n in names if re.fullmatch(r"PIL/_imaging[\w.-]*\.so", n)]
     assert any(n.startswith("PIL/_imaging.cpython-311-x86_64-linux-gnu") for n in modules), modules
-    bundled = {Path(n).name for n in names if n.startswith("pillow.libs/") and not n.endswith("/")}
-    assert bundled, "pillow.libs/ is missing: the wheel's vendored libraries (libjpeg, libwebp, ...) are gone"
+    assert any(re.fullmatch(r"_pillow_heif\.cpython-311-x86_64-linux-gnu\.so", n) for n in names)
+    vendored = [n for n in names if n.startswith(("pillow.libs/", "pillow_heif.libs/")) and not n.endswith("/")]
+    bundled = {Path(n).name for n in vendored}
+    assert any(n.startswith("pillow.libs/") for n in vendored), "pillow.libs/ is missing: the wheel's vendored " \
+        "libraries (libjpeg, libwebp, libavif, ...) are gone"
+    heif = {Path(n).name.split("-")[0] for n in vendored if n.startswith("pillow_heif.libs/")}
+    assert {"libheif", "libde265"} <= heif, heif
     problems = []
-    for name in [n for n in names if re.fullmatch(r"PIL/[^/]+\.so", n)] + [f"pillow.libs/{b}" for b in bundled]:
+    extensions = [n for n in names if re.fullmatch(r"PIL/[^/]+\.so", n) or re.fullmatch(r"_pillow_heif[^/]*\.so", n)]
+    for name in extensions + vendored:
         machine, needed, versions = elf_needs(extracted / name)
         if machine != "EM_X86_64":
             problems.append(f"{name}: built for {machine}")
@@ -118,11 +127,22 @@ import PIL
 assert PIL.__file__.startswith({str(extracted)!r}), PIL.__file__
 for handler in ("app", "process_upload", "build_archive", "expire_uploads", "token_auth"):
     assert callable(getattr(app, handler)), handler
-for fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
-    buf = io.BytesIO(); Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, fmt)
+for fmt, params in (("JPEG", {{}}), ("PNG", {{}}), ("WEBP", {{}}), ("AVIF", {{"speed": 8}}),
+                    ("TIFF", {{"compression": "tiff_lzw"}}), ("TIFF", {{"compression": "tiff_adobe_deflate"}})):
+    buf = io.BytesIO(); Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, fmt, **params)
     assert Image.open(io.BytesIO(buf.getvalue())).size == (8, 8), fmt
-assert features.check("webp") and features.check("jpg") and features.check("zlib")
-print("ok", PIL.__version__)
+assert features.check("webp") and features.check("jpg") and features.check("zlib") and features.check("avif")
+assert features.check("libtiff") and features.check("littlecms2")
+# HEIC: pillow-heif from the zip, its bundled encoder makes a real file, the pipeline decodes it
+import pillow_heif
+assert pillow_heif.__file__.startswith({str(extracted)!r}), pillow_heif.__file__
+from chalicelib.domain import imaging
+buf = io.BytesIO(); Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, "HEIF", quality=90)
+assert imaging.sniff_format(buf.getvalue()) == "HEIF"
+outs = imaging.render(buf.getvalue(), [imaging.RenderSpec(f, width=32) for f in imaging.FORMATS], preview=True)
+assert [(o.format, o.width, o.height) for o in outs] == [(f, 32, 24) for f in imaging.FORMATS]
+assert outs.preview.format == "webp"
+print("ok", PIL.__version__, pillow_heif.__version__)
 """
     result = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"}, timeout=120)

@@ -42,5 +42,14 @@ def test_corpus_batch(api, aws):
     assert batch["progress"]["succeeded"] == expected_ok
     assert batch["progress"]["failed"] == len(rows) - expected_ok
     assert batch["status"] == "completed_with_errors"
-    outputs = aws.s3.list_objects_v2(Bucket=aws.settings.bucket, Prefix="outputs/").get("KeyCount", 0)
-    assert outputs == expected_ok  # failed files leave no partial output behind
+    listed = aws.s3.list_objects_v2(Bucket=aws.settings.bucket, Prefix="outputs/").get("Contents", [])
+    previews = {o["Key"] for o in listed if o["Key"].endswith("/preview.webp")}
+    assert len(listed) - len(previews) == expected_ok  # failed files leave no partial output behind
+    # a preview beside every completed job's outputs, recorded on the job; none for failed ones
+    assert len(previews) == expected_ok
+    for job in aws.repository.all_jobs(created["batch"]["id"]):
+        if job["status"] == "completed":
+            assert job["preview"]["key"] in previews and job["preview"]["format"] == "webp", job["file_name"]
+            assert 1 <= max(job["preview"]["width"], job["preview"]["height"]) <= 320
+        else:
+            assert job["preview"] is None

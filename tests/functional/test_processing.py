@@ -181,7 +181,7 @@ def test_crash_between_outputs_and_commit_is_safe_to_redeliver(flow, aws, monkey
     monkeypatch.setattr(aws.repository, "finish_job", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
     assert flow.deliver(s3_body(key))["batchItemFailures"]
     outputs = aws.s3.list_objects_v2(Bucket=aws.settings.bucket, Prefix="outputs/").get("KeyCount")
-    assert outputs == 1  # written, not committed
+    assert outputs == 2  # the output and its preview: written, not committed
     mid = flow.batch(created["batch"]["id"])
     assert mid["status"] == "processing" and mid["progress"]["succeeded"] == 0
     monkeypatch.setattr(aws.repository, "finish_job", real)
@@ -189,7 +189,7 @@ def test_crash_between_outputs_and_commit_is_safe_to_redeliver(flow, aws, monkey
     flow.deliver(s3_body(key))
     b = flow.batch(created["batch"]["id"])
     assert b["status"] == "completed" and b["progress"]["succeeded"] == 1 and b["progress"]["uploaded"] == 1
-    assert aws.s3.list_objects_v2(Bucket=aws.settings.bucket, Prefix="outputs/").get("KeyCount") == 1
+    assert aws.s3.list_objects_v2(Bucket=aws.settings.bucket, Prefix="outputs/").get("KeyCount") == 2
     assert api.get("/batches/stats").data["completed"] == 1
 
 
@@ -239,11 +239,11 @@ def test_retry_reprocesses_failed_files_and_counters_move_back(flow, aws, api, m
     real_render = imaging.render
     calls = {"n": 0}
 
-    def flaky(source, specs, limits=imaging.Limits()):
+    def flaky(source, specs, limits=imaging.Limits(), **options):
         calls["n"] += 1
         if calls["n"] == 2:
             raise imaging.ImageError("corrupt_image", "injected failure")
-        return real_render(source, specs, limits)
+        return real_render(source, specs, limits, **options)
 
     monkeypatch.setattr(imaging, "render", flaky)
     flow.upload(created, data)

@@ -129,7 +129,6 @@ def test_sniff_recognises_allowed_formats(fmt, params):
         b"",
         b"\x00\x00\x00\x0cjP  \r\n\x87\n",  # JPEG 2000: recognised but refused
         b"BLP2\x01\x00\x00\x00",
-        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
     ],
 )
 def test_sniff_rejects_non_images_and_refused_formats(head):

@@ -42,10 +42,7 @@ ACCEPTED = [c for c in SNIFFING["sniff"] if c["content_type"]]
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, marks=pytest.mark.xfail(
-        strict=True, reason="domain/batches.py has no content type for TGA although imaging.py "
-                            "processes it: POST /batches refuses image/x-tga (reported to the lead)"))
-     if c["format"] == "TGA" else c for c in ACCEPTED],
+    ACCEPTED,
     ids=ids(ACCEPTED))
 def test_the_service_accepts_the_content_type_clients_declare(case):
     body = {"pipeline_ids": ["p"], "files": [{"name": "x", "size": 1, "content_type": case["content_type"]}]}
