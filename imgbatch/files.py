@@ -27,7 +27,7 @@ SNIFF_BYTES = 64
 CONTENT_TYPES = {
     "JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
     "TIFF": "image/tiff", "BMP": "image/bmp", "ICO": "image/vnd.microsoft.icon",
-    "AVIF": "image/avif", "TGA": "image/x-tga",
+    "AVIF": "image/avif", "HEIF": "image/heif", "TGA": "image/x-tga",
 }
 
 _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -98,6 +98,8 @@ def sniff_format(head: bytes) -> str | None:
         return "ICO"
     if _ftyp_brands(head) & _AVIF_BRANDS:
         return "AVIF"
+    if _ftyp_brands(head) & _HEIF_BRANDS:   # phone and camera photos (HEIC), decoded by pillow-heif
+        return "HEIF"
     if _looks_like_tga(head):  # last: TGA has no magic (and can start like a CUR)
         return "TGA"
     return None
@@ -109,8 +111,6 @@ def refused_format(head: bytes) -> str | None:
     for magic, name in _REFUSED_MAGIC:
         if head.startswith(magic):
             return name
-    if _ftyp_brands(head) & _HEIF_BRANDS:
-        return "HEIF/HEIC"
     if len(head) >= 3 and head[0:1] == b"P" and head[1] in b"1234567" and head[2:3] in b" \t\r\n0123456789":
         return "Netpbm (PBM/PGM/PPM/PAM)"
     return None

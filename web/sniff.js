@@ -14,7 +14,7 @@ export const IMAGE_EXTENSIONS = new Set(
 
 export const CONTENT_TYPES = {
   JPEG: "image/jpeg", PNG: "image/png", GIF: "image/gif", WEBP: "image/webp", TIFF: "image/tiff",
-  BMP: "image/bmp", ICO: "image/vnd.microsoft.icon", AVIF: "image/avif", TGA: "image/x-tga",
+  BMP: "image/bmp", ICO: "image/vnd.microsoft.icon", AVIF: "image/avif", HEIF: "image/heif", TGA: "image/x-tga",
 };
 
 const bytesOf = (text) => Array.from(text, (c) => c.charCodeAt(0));
@@ -85,6 +85,7 @@ export function sniffFormat(bytes) {
   if (startsWith(head, "BM")) return "BMP";
   if (startsWith(head, [0, 0, 1, 0])) return "ICO";
   if (intersects(ftypBrands(head), AVIF_BRANDS)) return "AVIF";
+  if (intersects(ftypBrands(head), HEIF_BRANDS)) return "HEIF"; // phone and camera photos (HEIC)
   if (looksLikeTga(head)) return "TGA"; // last: TGA has no magic (and can start like a CUR)
   return null;
 }
@@ -93,7 +94,6 @@ export function sniffFormat(bytes) {
 export function refusedFormat(bytes) {
   const head = Array.from(bytes.slice(0, SNIFF_BYTES));
   for (const [magic, name] of REFUSED_MAGIC) if (startsWith(head, magic)) return name;
-  if (intersects(ftypBrands(head), HEIF_BRANDS)) return "HEIF/HEIC";
   if (head.length >= 3 && head[0] === 0x50 && head[1] >= 0x31 && head[1] <= 0x37 && /[ \t\r\n0-9]/.test(String.fromCharCode(head[2]))) {
     return "Netpbm (PBM/PGM/PPM/PAM)";
   }

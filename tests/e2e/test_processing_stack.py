@@ -151,7 +151,7 @@ def test_a_worker_killed_between_outputs_and_commit_is_repaired_by_redelivery(mo
     assert proc.returncode == 137
     bid = created["batch"]["id"]
     outputs = container.s3.list_objects_v2(Bucket=container.settings.bucket, Prefix=f"outputs/{bid}/")
-    assert outputs.get("KeyCount") == 1  # written before the crash
+    assert outputs.get("KeyCount") == 2  # the output and its preview, written before the crash
     batch = container.repository.get_batch(bid)
     assert batch["status"] == "processing" and batch["succeeded"] == 0 and batch["uploaded"] == 1
     # SQS redelivers the message after the visibility timeout: twice, to be sure
@@ -159,4 +159,4 @@ def test_a_worker_killed_between_outputs_and_commit_is_repaired_by_redelivery(mo
     assert container.processor.process_key(key) == "duplicate"
     batch = container.repository.get_batch(bid)
     assert (batch["status"], batch["uploaded"], batch["succeeded"], batch["failed"]) == ("completed", 1, 1, 0)
-    assert container.s3.list_objects_v2(Bucket=container.settings.bucket, Prefix=f"outputs/{bid}/")["KeyCount"] == 1
+    assert container.s3.list_objects_v2(Bucket=container.settings.bucket, Prefix=f"outputs/{bid}/")["KeyCount"] == 2
