@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from chalice import AuthResponse, Chalice, Rate, Response
 
-from chalicelib import resources, wiring
+from chalicelib import errors, resources, wiring
 from chalicelib.domain.validation import Invalid, parse_json, text_params
 from chalicelib.errors import MISSING_TOKEN, BadRequest, ServiceError, Unauthorized
 from chalicelib.services.auth import bearer_token
@@ -46,11 +46,23 @@ def _owner() -> str:
     return owner
 
 
+# The one place where service errors become HTTP; codes follow Chalice's own names so clients
+# see one vocabulary whether an error came from us or from Chalice itself.
+HTTP_ERRORS = {
+    errors.BadRequest: (400, "BadRequestError"),
+    errors.Unauthorized: (401, "UnauthorizedError"),
+    errors.NotFound: (404, "NotFoundError"),
+    errors.Conflict: (409, "ConflictError"),   # errors.NotReady too: wrong state, for now
+    errors.TooLarge: (413, "PayloadTooLargeError"),
+}
+
+
 def _error(exc: ServiceError) -> Response:
-    body = {"Code": exc.code, "Message": exc.message}
+    status, code = next((v for k, v in HTTP_ERRORS.items() if isinstance(exc, k)), (500, "InternalServerError"))
+    body = {"Code": code, "Message": exc.message}
     if exc.errors:
         body["Errors"] = exc.errors
-    return Response(status_code=exc.status, body=body, headers={"Content-Type": "application/json"})
+    return Response(status_code=status, body=body, headers={"Content-Type": "application/json"})
 
 
 def api(path: str, methods=("GET",), status: int = 200, public: bool = False, **kwargs):
@@ -263,14 +275,14 @@ def _partial_failures(failures: list[str]) -> dict:
 def register_uploads(event):
     """S3 ObjectCreated -> SQS -> here: count the upload at once, then queue its processing.
     Cheap and separate from processing, so `uploaded` never waits behind the render backlog."""
-    from chalicelib.services.processing import handle_sqs_records
+    from chalicelib.adapters.sqs_events import handle_sqs_records
     return _partial_failures(handle_sqs_records(wiring.get().processor.register_key, _sqs_records(event)))
 
 
 @app.on_sqs_message(**resources.UPLOADS.event_source())
 def process_upload(event):
     """Registered uploads (and retries) -> the pipelines, one file at a time."""
-    from chalicelib.services.processing import handle_sqs_records
+    from chalicelib.adapters.sqs_events import handle_sqs_records
     return _partial_failures(handle_sqs_records(wiring.get().processor.process_key, _sqs_records(event)))
 
 

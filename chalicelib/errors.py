@@ -1,8 +1,5 @@
-"""Errors the services raise; app.py turns them into Chalice's error shape.
-
-`code` follows Chalice's own names so clients see one vocabulary whether the
-error came from us or from Chalice itself.
-"""
+"""What went wrong, in the service's own terms. The services raise these; app.py alone maps
+them to HTTP statuses and Chalice's error shape (HTTP_ERRORS there)."""
 
 
 # Said by the app for an unknown token and by API Gateway (gateway response) for a missing one.
@@ -10,9 +7,6 @@ MISSING_TOKEN = "missing or invalid API token: send the header 'Authorization: B
 
 
 class ServiceError(Exception):
-    status = 500
-    code = "InternalServerError"
-
     def __init__(self, message: str, errors: list[dict] | None = None):
         super().__init__(message)
         self.message = message
@@ -20,25 +14,24 @@ class ServiceError(Exception):
 
 
 class BadRequest(ServiceError):
-    status = 400
-    code = "BadRequestError"
+    """The input is malformed or names something that cannot be."""
 
 
 class Unauthorized(ServiceError):
-    status = 401
-    code = "UnauthorizedError"
+    """No caller: a missing or unknown token."""
 
 
 class NotFound(ServiceError):
-    status = 404
-    code = "NotFoundError"
+    """No such resource for this caller (another owner's resource is not found either)."""
 
 
 class Conflict(ServiceError):
-    status = 409
-    code = "ConflictError"
+    """The resource is in the wrong state for the action."""
+
+
+class NotReady(Conflict):
+    """Nothing to hand out yet (an archive of a batch still running): ask again later."""
 
 
 class TooLarge(ServiceError):
-    status = 413
-    code = "PayloadTooLargeError"
+    """Over a size or count limit."""

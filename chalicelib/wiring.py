@@ -15,7 +15,7 @@ from botocore.config import Config
 from pynamodb.connection import Connection
 
 from .adapters.models import Models, build_models
-from .adapters.repository import Repository
+from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
 from .resources import ARCHIVES, UPLOADS, Created, create_all
 from .settings import Settings
@@ -60,9 +60,9 @@ class Container:
         return build_models(**s.tables, region=s.region, host=s.endpoint_url)
 
     @cached_property
-    def repository(self) -> Repository:
+    def repository(self) -> DynamoRepository:
         conn = Connection(region=self.settings.region, host=self.settings.endpoint_url, max_retry_attempts=8)
-        return Repository(self.models, conn)
+        return DynamoRepository(self.models, conn)
 
     @cached_property
     def storage(self) -> Storage:
@@ -92,7 +92,7 @@ class Container:
     def archives(self):
         from .adapters.queue import ArchiveQueue
         from .services.archives import ArchiveService
-        return ArchiveService(self.repository, self.storage, self.s3, self.settings,
+        return ArchiveService(self.repository, self.storage, self.settings,
                               ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key)))
 
     @cached_property

@@ -153,7 +153,8 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: 
         updated_at=UnicodeAttribute(null=True),
     ))
 
-    # Counters, per-owner aggregates and API tokens: small items keyed by purpose.
+    # Counters, per-owner figures, API tokens and archive build locks: small items whose key prefix
+    # says which (adapters/repository.py MetaKey), so they share one table and its attributes.
     meta_attrs = dict(
         Meta=_meta(meta, region, host),
         id=UnicodeAttribute(hash_key=True),

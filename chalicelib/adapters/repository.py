@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import timedelta, timezone
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -20,8 +20,11 @@ from ..domain.batches import (
     BATCH_STATUSES, CANCELLED, DELETING, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING, PROCESSING,
     QUEUED,
 )
+from ..domain import naming
+from ..domain.batches import BatchQuery, NewBatch
 from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
+from ..ports import ConditionFailed, Page
 from .models import Models, batch_index_name
 
 STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
@@ -30,6 +33,7 @@ TRANSACTION_ATTEMPTS = 10
 RETRYABLE_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ThrottlingException",
                              "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
                              "RequestLimitExceeded", "TransactionInProgressException"})
+SORT_KEYS = {"created_at": "created_sk", "total_files": "files_sk", "status": "status_sk"}
 SEARCH_SCAN_BUDGET = 1000  # index items examined per search request before handing back a cursor
 # A batch being deleted keeps its item (so every transition can see it is going) but none of these:
 # without them it is in no list index, so it leaves every list at once.
@@ -37,18 +41,6 @@ LIST_INDEX_KEYS = ("owner", "owner_status", "owner_prefix", "owner_status_prefix
                    "status_sk")
 # The sparse index's partitions: open batches (expiry), and cancels/deletes a crash left half-done.
 OPEN, CANCELLING = "open", "cancelling"   # and DELETING, the status itself
-
-
-class ConditionFailed(Exception):
-    """A conditional write lost: the item is not in the state the caller expected."""
-
-
-@dataclass
-class Page:
-    items: list[dict]
-    last_key: dict | None
-    index_items_read: int = 0
-    items_fetched: int = 0
 
 
 @dataclass
@@ -68,6 +60,31 @@ def _conflict(exc: Exception) -> bool:
 def _contended(exc: TransactWriteError) -> bool:
     reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
     return exc.cause_response_code in RETRYABLE_CODES or any(code in RETRYABLE_CODES for code in reasons)
+
+
+class MetaKey:
+    """The meta table holds four kinds of small items, told apart by the prefix of their key."""
+
+    @staticmethod
+    def counter(owner: str, prefix: str, batch_date: str) -> str:
+        """`value`: the last batch-N of an owner's prefix on a day (ADD 1, atomic)."""
+        return f"seq#{owner}#{prefix}#{batch_date}"
+
+    @staticmethod
+    def stats(owner: str) -> str:
+        """An owner's figures: total_batches, one count per status, files_current (moved in the
+        same transactions as the batches they count)."""
+        return f"stats#{owner}"
+
+    @staticmethod
+    def token(digest: str) -> str:
+        """`owner` of an API token, keyed by the token's SHA-256 (the token itself is never stored)."""
+        return f"token#{digest}"
+
+    @staticmethod
+    def build_lock(batch_id: str, fingerprint: str) -> str:
+        """`state`/`started_at` while one archive build of that content runs (expires by TTL)."""
+        return f"archive#{batch_id}#{fingerprint}"
 
 
 def batch_index_keys(owner: str, prefix: str, status: str, created_sk: str) -> dict:
@@ -94,7 +111,9 @@ def _plain(item) -> dict:
     return {name: getattr(item, name) for name in item.get_attributes()}
 
 
-class Repository:
+class DynamoRepository:
+    """ports.Repository on DynamoDB (PynamoDB models from adapters/models.py)."""
+
     def __init__(self, models: Models, connection: Connection):
         self.m = models
         self.conn = connection
@@ -165,13 +184,13 @@ class Repository:
     # -- counters and aggregates -----------------------------------------
     def next_counter(self, owner: str, prefix: str, batch_date: str) -> int:
         M = self.m.Meta
-        item = M(f"seq#{owner}#{prefix}#{batch_date}")
+        item = M(MetaKey.counter(owner, prefix, batch_date))
         item.update(actions=[M.value.add(1)])  # atomic; DynamoDB returns the new value
         return int(item.value)
 
     def stats(self, owner: str) -> dict:
         try:
-            item = _plain(self.m.Meta.get(f"stats#{owner}", consistent_read=True))
+            item = _plain(self.m.Meta.get(MetaKey.stats(owner), consistent_read=True))
         except DoesNotExist:
             item = {}
         B = self.m.Batch
@@ -182,26 +201,38 @@ class Repository:
         return {k: int(v) if isinstance(v, (int, float)) else v for k, v in item.items() if v is not None}
 
     def _stats_update(self, owner: str):
-        return self.m.Meta(f"stats#{owner}")
+        return self.m.Meta(MetaKey.stats(owner))
 
     # -- batches ---------------------------------------------------------
-    def create_batch(self, batch: dict, jobs: Iterable[dict]) -> None:
+    def create_batch(self, new: NewBatch) -> dict:
         """Jobs first, then the batch with its aggregates in one transaction: a crash
-        in between leaves only unreachable job items, never a batch without jobs."""
-        J, B, M = self.m.Job, self.m.Batch, self.m.Meta
-        jobs = list(jobs)
+        in between leaves only unreachable job items, never a batch without jobs.
+        Returns the batch as services see it."""
+        B, M = self.m.Batch, self.m.Meta
+        batch = new.record()
+        created_sk = f"{new.created.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{new.id}"
+        item = {
+            **batch, "search_text": naming.search_text(new.customer_prefix, new.base_directory_name, new.description),
+            "owner_prefix": f"{new.owner}#{prefix_key(new.customer_prefix)}", "created_sk": created_sk,
+            "files_sk": f"{new.total_files:06d}#{created_sk}", "open_shard": OPEN,
+            **batch_index_keys(new.owner, new.customer_prefix, QUEUED, created_sk),
+        }
+        item = {k: v for k, v in item.items() if v is not None}
+        jobs = [{**job, "owner_status": f"{new.owner}#{JOB_AWAITING}",
+                 "updated_sk": f"{job['created_at']}#{job['job_id']}"} for job in new.job_records()]
         chunks = [jobs[i:i + JOB_WRITE_CHUNK] for i in range(0, len(jobs), JOB_WRITE_CHUNK)]
         # BatchWriteItem takes 25 items a call; a 10,000-file batch is 400 calls,
         # so they go out in parallel to stay well inside API Gateway's 29 s.
         with ThreadPoolExecutor(max_workers=min(8, len(chunks) or 1)) as pool:
             list(pool.map(self._write_jobs, chunks))
-        n = batch["total_files"]
+        n = new.total_files
         if not self._transact(
-                _save(B(**batch), B.id.does_not_exist()),
-                _update(self._stats_update(batch["owner"]), [
-                    M.total_batches.add(1), getattr(M, batch["status"]).add(1),
+                _save(B(**item), B.id.does_not_exist()),
+                _update(self._stats_update(new.owner), [
+                    M.total_batches.add(1), getattr(M, QUEUED).add(1),
                     M.files_current.add(n), M.total_files_all_time.add(n)])):
             raise ConditionFailed("batch id already exists")
+        return batch
 
     def _write_jobs(self, jobs: list[dict]) -> None:
         J = self.m.Job
@@ -215,11 +246,28 @@ class Repository:
         except DoesNotExist:
             return None
 
-    def list_batches(self, partition: str, value: str, sort: str, ascending: bool, limit: int,
-                     start_key: dict | None, search: str | None) -> Page:
+    @staticmethod
+    def _batch_partition(q: BatchQuery) -> tuple[str, str]:
+        """The list index partition that narrows to exactly this query's filters."""
+        if q.status and q.customer_prefix:
+            return "owner_status_prefix", f"{q.owner}#{q.status}#{prefix_key(q.customer_prefix)}"
+        if q.status:
+            return "owner_status", f"{q.owner}#{q.status}"
+        if q.customer_prefix:
+            return "owner_prefix", f"{q.owner}#{prefix_key(q.customer_prefix)}"
+        return "owner", q.owner
+
+    def list_batches(self, query: BatchQuery, start: dict | None = None) -> Page:
+        """One page of an owner's batches from the index that matches the filters and the sort
+        (never a table scan); `start` is a previous page's `last_key`."""
         B = self.m.Batch
-        index = batch_index_name(partition, sort)
-        kwargs: dict[str, Any] = dict(index_name=index, scan_index_forward=ascending, last_evaluated_key=start_key)
+        partition, value = self._batch_partition(query)
+        sort = SORT_KEYS[query.sort_by]
+        if sort == "status_sk" and query.status:   # one status: sorting by status is sorting by creation
+            sort = "created_sk"
+        search, limit = query.search, query.limit
+        kwargs: dict[str, Any] = dict(index_name=batch_index_name(partition, sort), scan_index_forward=query.ascending,
+                                      last_evaluated_key=start)
         if search:
             kwargs["filter_condition"] = B.search_text.contains(search.casefold())
             kwargs["page_size"] = min(SEARCH_SCAN_BUDGET, max(limit * 5, 100))
@@ -279,11 +327,18 @@ class Repository:
             if not _conflict(exc):
                 raise
 
-    def batches_in_state(self, state: str) -> Iterable[str]:
-        """Batches left half-way by a crash in a cancel or a delete (the sparse index holds them)."""
+    def _sparse(self, partition: str) -> Iterable[str]:
         B = self.m.Batch
-        for b in B.query(state, index_name="open-expiry"):
+        for b in B.query(partition, index_name="open-expiry"):
             yield b.id
+
+    def interrupted_cancels(self) -> Iterable[str]:
+        """Cancelled batches whose jobs are not all cancelled yet (a crash cut the cancel short)."""
+        return self._sparse(CANCELLING)
+
+    def interrupted_deletes(self) -> Iterable[str]:
+        """Batches marked for deletion whose records and objects are not all gone yet."""
+        return self._sparse(DELETING)
 
     # -- state transitions ---------------------------------------------------
     def claim_upload(self, job: dict, now: str) -> bool:
@@ -406,7 +461,7 @@ class Repository:
     def claim_archive_build(self, batch_id: str, fingerprint: str, now: str, stale_before: str) -> bool:
         """One build per archive content; a build silent since `stale_before` may be taken over."""
         M = self.m.Meta
-        marker = M(f"archive#{batch_id}#{fingerprint}", state="building", started_at=now)
+        marker = M(MetaKey.build_lock(batch_id, fingerprint), state="building", started_at=now)
         marker.expires = timedelta(days=1)
         try:
             marker.save(condition=M.id.does_not_exist() | (M.started_at < stale_before))
@@ -417,20 +472,27 @@ class Repository:
         return True
 
     def release_archive_build(self, batch_id: str, fingerprint: str) -> None:
-        self.m.Meta(f"archive#{batch_id}#{fingerprint}").delete()
+        self.m.Meta(MetaKey.build_lock(batch_id, fingerprint)).delete()
 
     # -- API tokens (stored hashed) -----------------------------------------
     def owner_for_token(self, digest: str) -> str | None:
         try:
-            return self.m.Meta.get(f"token#{digest}").owner
+            return self.m.Meta.get(MetaKey.token(digest)).owner
         except DoesNotExist:
             return None
 
     def save_token(self, digest: str, owner: str) -> None:
-        self.m.Meta(f"token#{digest}", owner=owner).save()
+        self.m.Meta(MetaKey.token(digest), owner=owner).save()
 
     # -- jobs ------------------------------------------------------------
+    @staticmethod
+    def jobs_after(job: dict) -> dict:
+        """The `last_key` a page of list_jobs ending with `job` would hand back."""
+        return {"batch_id": {"S": job["batch_id"]}, "job_id": {"S": job["job_id"]},
+                "position": {"N": str(job["position"])}}
+
     def list_jobs(self, batch_id: str, limit: int, start_key: dict | None) -> Page:
+        """A batch's jobs in file order (the position index)."""
         J = self.m.Job
         result = J.query(batch_id, index_name="batch-position", limit=limit, page_size=limit,
                          last_evaluated_key=start_key, consistent_read=True)

@@ -66,6 +66,13 @@ class Storage:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
+    def write_stream(self, key: str, chunks, content_type: str, file_name: str | None = None) -> dict:
+        """Store a stream of unknown length in constant memory (a multipart upload written part by
+        part); on any error nothing is stored and nothing is left. {"size", "parts"}."""
+        from .multipart import upload_stream
+        extra = {"content_disposition": content_disposition(file_name)} if file_name else {}
+        return upload_stream(self.s3, self.bucket, key, chunks, content_type=content_type, **extra)
+
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=key)
 

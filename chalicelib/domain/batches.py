@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from . import naming
 from .validation import Invalid, reject_unknown, require_object, string, type_name
@@ -172,6 +173,82 @@ def _content_type(declared, name: str, where: str) -> str:
 def _show(name: str) -> str:
     shown = name if len(name) <= 60 else name[:57] + "..."
     return ascii(shown) if any(ord(c) < 32 for c in shown) else repr(shown)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One file of a batch being created (its upload key comes from domain/keys.py)."""
+    job_id: str
+    position: int
+    file_name: str
+    size: int
+    content_type: str
+    key: str
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """A batch to store, in domain terms; the repository decides its item layout and indexes."""
+    id: str
+    owner: str
+    customer_prefix: str
+    batch_date: str
+    batch_counter: int
+    base_directory_name: str
+    description: str
+    pipelines: tuple[dict, ...]      # snapshots, so later edits never change a submitted batch
+    created: datetime                # to the microsecond: batches created in one second keep their order
+    created_at: str
+    upload_expires_at: str
+    jobs: tuple[NewJob, ...]
+
+    @property
+    def total_files(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def total_size(self) -> int:
+        return sum(j.size for j in self.jobs)
+
+    def record(self) -> dict:
+        """The batch as the services and views see it (domain fields only)."""
+        return {
+            "id": self.id, "owner": self.owner, "customer_prefix": self.customer_prefix,
+            "batch_date": self.batch_date, "batch_counter": self.batch_counter,
+            "base_directory_name": self.base_directory_name, "description": self.description,
+            "pipeline_ids": [p["id"] for p in self.pipelines], "pipelines": list(self.pipelines),
+            "total_pipelines": len(self.pipelines), "total_files": self.total_files, "total_size": self.total_size,
+            "status": QUEUED, "uploaded": 0, "succeeded": 0, "failed": 0, "cancelled": 0,
+            "created_at": self.created_at, "updated_at": self.created_at, "started_at": None, "completed_at": None,
+            "upload_expires_at": self.upload_expires_at,
+            "sample_file_names": [j.file_name for j in self.jobs[:SAMPLE_NAMES]],
+        }
+
+    def job_records(self) -> list[dict]:
+        return [{"batch_id": self.id, "job_id": j.job_id, "position": j.position, "owner": self.owner,
+                 "file_name": j.file_name, "size": j.size, "content_type": j.content_type, "key": j.key,
+                 "status": JOB_AWAITING, "created_at": self.created_at, "updated_at": self.created_at,
+                 "attempt": 0} for j in self.jobs]
+
+
+SORT_FIELDS = ("created_at", "total_files", "status")
+
+
+@dataclass(frozen=True)
+class BatchQuery:
+    """One page of an owner's batches, as the list view asks for it."""
+    owner: str
+    status: str | None = None
+    customer_prefix: str | None = None
+    search: str | None = None
+    sort_by: str = "created_at"
+    ascending: bool = False
+    limit: int = 50
+
+    def scope(self) -> str:
+        """What a cursor of this query is bound to (services sign it with this)."""
+        return "|".join(("batches", self.owner, self.status or "", naming.prefix_key(self.customer_prefix or ""),
+                         self.search or "", self.sort_by, "asc" if self.ascending else "desc"))
 
 
 def final_status(total: int, succeeded: int, failed: int, cancelled: int = 0) -> str | None:

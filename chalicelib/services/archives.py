@@ -12,13 +12,11 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ..adapters.multipart import upload_stream
-from ..adapters.storage import content_disposition
 from ..domain.archive import (
     ArchiveJob, ArchiveOutput, PlannedEntry, manifest_arcname, plan_archive, stream_zip,
 )
 from ..domain.batches import DELETING, FINAL_STATUSES, JOB_COMPLETED, JOB_FINAL_STATUSES
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import BadRequest, Conflict, NotFound, NotReady
 from ..domain.keys import archive_key
 from .clock import iso, utcnow
 from .ownership import is_uuid, owned_batch
@@ -29,10 +27,9 @@ ASSUMED_BYTES_PER_SECOND = 40 * 1024 * 1024  # for Retry-After; measured S3->S3 
 
 
 class ArchiveService:
-    def __init__(self, repository, storage, s3_client, settings, queue, clock=utcnow):
+    def __init__(self, repository, storage, settings, queue, clock=utcnow):
         self.repo = repository
         self.storage = storage
-        self.s3 = s3_client
         self.settings = settings
         self.queue = queue
         self.clock = clock
@@ -66,7 +63,7 @@ class ArchiveService:
             return None  # deleted meanwhile
         try:
             plan = self._plan(batch, partial)
-        except Conflict:
+        except NotReady:
             return None
         if self.storage.head(plan.key) is None:
             try:
@@ -83,10 +80,10 @@ class ArchiveService:
         finished = [j for j in jobs if j["status"] in JOB_FINAL_STATUSES]
         total = int(batch["total_files"])
         if batch["status"] not in FINAL_STATUSES and not partial:
-            raise Conflict(f"batch {batch['id']} is still {batch['status']} ({len(finished)} of {total} files "
+            raise NotReady(f"batch {batch['id']} is still {batch['status']} ({len(finished)} of {total} files "
                            "finished); wait for it to finish or add ?partial=true for what is finished so far")
         if not finished:
-            raise Conflict(f"nothing in batch {batch['id']} is finished yet; try again once files are processed")
+            raise NotReady(f"nothing in batch {batch['id']} is finished yet; try again once files are processed")
         pipelines = {p["id"]: p for p in batch["pipelines"]}
         archive_jobs = [_archive_job(j, pipelines) for j in jobs]
         base = batch["base_directory_name"]
@@ -108,8 +105,7 @@ class ArchiveService:
 
     def _build(self, plan: "Plan") -> int:
         chunks = stream_zip(plan.entries, self.storage.read_chunks, plan.manifest, plan.manifest_name)
-        result = upload_stream(self.s3, self.storage.bucket, plan.key, chunks, content_type="application/zip",
-                               content_disposition=content_disposition(plan.file_name))
+        result = self.storage.write_stream(plan.key, chunks, "application/zip", plan.file_name)
         log.info("built %s (%d bytes, %d parts)", plan.key, result["size"], result["parts"])
         # A delete that swept the archives while this one was being written would leave it behind.
         current = self.repo.get_batch(plan.batch_id)

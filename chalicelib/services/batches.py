@@ -4,20 +4,18 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from ..adapters.repository import batch_index_keys
 from ..domain import naming
 from ..domain.batches import (
-    BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, QUEUED, CreateBatch, parse_create, sample_names,
+    BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, SORT_FIELDS, BatchQuery, CreateBatch, NewBatch, NewJob, parse_create,
 )
 from ..domain.keys import upload_key
 from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
-from .clock import iso, iso_precise, parse_iso, utcnow
+from .clock import iso, parse_iso, utcnow
 from .ownership import is_uuid, owned_batch
 from .paging import Cursors, choice_param, limit_param
 from .views import batch_view, job_view, upload_view
 
-SORTS = {"created_at": "created_sk", "total_files": "files_sk", "status": "status_sk"}
 UPLOADS_PER_RESPONSE = 1000   # keeps a response far below Lambda's 6 MB payload limit
 JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX = 1000, 1000
 
@@ -45,28 +43,24 @@ class BatchService:
         batch_date = now.strftime("%Y-%m-%d")
         counter = self.repo.next_counter(owner, prefix, batch_date)
         batch_id = self.new_id()
-        directory = naming.directory_name(prefix, batch_date, counter)
-        description = request.description or naming.auto_description(names)
-        created, created_sk = iso(now), f"{iso_precise(now)}#{batch_id}"
-        expires = now + timedelta(seconds=self.settings.upload_ttl_seconds)
-        jobs = [self._job(owner, batch_id, position, spec, created) for position, spec in enumerate(request.files)]
-        batch = {
-            "id": batch_id, "owner": owner, "customer_prefix": prefix, "batch_date": batch_date,
-            "batch_counter": counter, "base_directory_name": directory, "description": description,
-            "search_text": naming.search_text(prefix, directory, description),
-            "pipeline_ids": [p["id"] for p in pipelines], "pipelines": pipelines,
-            "total_pipelines": len(pipelines), "total_files": len(jobs), "total_size": request.total_size,
-            "status": QUEUED, "created_at": created, "updated_at": created, "upload_expires_at": iso(expires),
-            "sample_file_names": sample_names(request.files),
-            "owner": owner, "owner_prefix": f"{owner}#{naming.prefix_key(prefix)}", "created_sk": created_sk,
-            "files_sk": f"{len(jobs):06d}#{created_sk}", "open_shard": "open",
-            **batch_index_keys(owner, prefix, QUEUED, created_sk),
-        }
-        self.repo.create_batch(batch, jobs)
-        uploads = self._presign(jobs[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
-        more = len(jobs) > UPLOADS_PER_RESPONSE
-        return {"batch": batch_view(batch), "uploads": uploads,
-                "uploads_next_cursor": self._uploads_cursor(jobs[UPLOADS_PER_RESPONSE - 1]) if more else None}
+        jobs = []
+        for position, spec in enumerate(request.files):
+            job_id = self.new_id()
+            jobs.append(NewJob(job_id, position, spec.name, spec.size, spec.content_type,
+                               upload_key(batch_id, job_id, spec.name)))
+        new = NewBatch(
+            id=batch_id, owner=owner, customer_prefix=prefix, batch_date=batch_date, batch_counter=counter,
+            base_directory_name=naming.directory_name(prefix, batch_date, counter),
+            description=request.description or naming.auto_description(names), pipelines=tuple(pipelines),
+            created=now, created_at=iso(now),
+            upload_expires_at=iso(now + timedelta(seconds=self.settings.upload_ttl_seconds)), jobs=tuple(jobs))
+        batch = self.repo.create_batch(new)
+        records = new.job_records()
+        uploads = self._presign(records[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
+        more = len(records) > UPLOADS_PER_RESPONSE
+        next_cursor = self.cursors.encode(f"uploads|{batch_id}", self.repo.jobs_after(
+            records[UPLOADS_PER_RESPONSE - 1])) if more else None
+        return {"batch": batch_view(batch), "uploads": uploads, "uploads_next_cursor": next_cursor}
 
     def _pipelines(self, owner: str, request: CreateBatch) -> list[dict]:
         found = self.repo.get_pipelines(owner, [p for p in request.pipeline_ids if is_uuid(p)])  # ids are UUIDs
@@ -75,16 +69,6 @@ class BatchService:
             raise BadRequest(f"unknown pipeline id(s): {', '.join(missing)}; create them with POST /pipelines "
                              "or list yours with GET /pipelines")
         return [found[p] for p in request.pipeline_ids]
-
-    def _job(self, owner, batch_id, position, spec, created) -> dict:
-        job_id = self.new_id()
-        return {
-            "batch_id": batch_id, "job_id": job_id, "position": position, "owner": owner,
-            "file_name": spec.name, "size": spec.size, "content_type": spec.content_type,
-            "key": upload_key(batch_id, job_id, spec.name), "status": JOB_AWAITING,
-            "created_at": created, "updated_at": created,
-            "owner_status": f"{owner}#{JOB_AWAITING}", "updated_sk": f"{created}#{job_id}",
-        }
 
     def _presign(self, jobs: list[dict], expires_at: str) -> list[dict]:
         remaining = int((parse_iso(expires_at) - self.clock()).total_seconds())
@@ -103,12 +87,6 @@ class BatchService:
         return {"uploads": self._presign(waiting, batch["upload_expires_at"]),
                 "next_cursor": self.cursors.encode(f"uploads|{batch_id}", page.last_key)}
 
-    def _uploads_cursor(self, last_job: dict) -> str:
-        # The key the jobs-by-position index would hand back after this job.
-        key = {"batch_id": {"S": last_job["batch_id"]}, "job_id": {"S": last_job["job_id"]},
-               "position": {"N": str(last_job["position"])}}
-        return self.cursors.encode(f"uploads|{last_job['batch_id']}", key)
-
     # -- read ----------------------------------------------------------------
     def get(self, owner: str, batch_id: str, params: dict) -> dict:
         batch = owned_batch(self.repo, owner, batch_id)
@@ -121,34 +99,20 @@ class BatchService:
         return {"batch": view}
 
     def list(self, owner: str, params: dict) -> dict:
-        status = choice_param(params, "status", BATCH_STATUSES)
         prefix = (params.get("customer_prefix") or "").strip() or None
         if prefix and len(prefix) > naming.MAX_PREFIX_LENGTH:   # index keys have a size limit in DynamoDB
             raise BadRequest(f"customer_prefix must be at most {naming.MAX_PREFIX_LENGTH} characters")
         search = (params.get("search") or "").strip() or None
         if search and len(search) > 100:
             raise BadRequest("search must be at most 100 characters")
-        sort_by = choice_param(params, "sort_by", tuple(SORTS), "created_at")
-        order = choice_param(params, "sort_order", ("asc", "desc"), "desc")
-        limit = limit_param(params)
-        if status and prefix:
-            partition, value = "owner_status_prefix", f"{owner}#{status}#{naming.prefix_key(prefix)}"
-        elif status:
-            partition, value = "owner_status", f"{owner}#{status}"
-        elif prefix:
-            partition, value = "owner_prefix", f"{owner}#{naming.prefix_key(prefix)}"
-        else:
-            partition, value = "owner", owner
-        sort = SORTS[sort_by]
-        if sort == "status_sk" and status:
-            sort = "created_sk"
-        scope = f"batches|{partition}|{value}|{sort}|{order}|{search or ''}"
-        start = self.cursors.decode(params.get("cursor"), scope)
-        if start is not None and start.get(partition, {}).get("S") != value:
-            raise BadRequest("cursor is not valid for this query; start again without it")
-        page = self.repo.list_batches(partition, value, sort, order == "asc", limit, start, search)
+        query = BatchQuery(owner=owner, status=choice_param(params, "status", BATCH_STATUSES),
+                           customer_prefix=prefix, search=search,
+                           sort_by=choice_param(params, "sort_by", SORT_FIELDS, "created_at"),
+                           ascending=choice_param(params, "sort_order", ("asc", "desc"), "desc") == "asc",
+                           limit=limit_param(params))
+        page = self.repo.list_batches(query, self.cursors.decode(params.get("cursor"), query.scope()))
         return {"batches": [batch_view(b) for b in page.items],
-                "next_cursor": self.cursors.encode(scope, page.last_key)}
+                "next_cursor": self.cursors.encode(query.scope(), page.last_key)}
 
     def stats(self, owner: str) -> dict:
         s = self.repo.stats(owner)

@@ -9,7 +9,6 @@ remove what they wrote (services/processor.py), so nothing is left behind whatev
 """
 from __future__ import annotations
 
-from ..domain.batches import DELETING
 from ..errors import Conflict
 from ..domain.keys import batch_prefixes
 from .clock import iso, utcnow
@@ -40,7 +39,7 @@ class Deleter:
 
     def resume(self) -> int:
         """Finish deletes a crash interrupted (the sweep calls this)."""
-        pending = list(self.repo.batches_in_state(DELETING))
+        pending = list(self.repo.interrupted_deletes())
         for batch_id in pending:
             self.purge(batch_id)
         return len(pending)

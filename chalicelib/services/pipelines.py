@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from ..adapters.repository import ConditionFailed
+from ..ports import ConditionFailed
 from ..domain.pipelines import validate_pipeline, with_defaults
 from ..domain.validation import Invalid
 from ..errors import BadRequest, Conflict, NotFound

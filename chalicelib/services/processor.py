@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ..domain import imaging
-from ..adapters.repository import CANCELLING
 from ..domain.pipelines import DEFAULTS, SETTINGS
 from ..domain.batches import (
     CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_FAILED, JOB_PROCESSING, QUEUED,
@@ -276,6 +275,6 @@ class Processor:
                         "processing_failed", "processing did not finish after every retry; retry the batch "
                                              "to try again"))
             self.finalize_if_done(batch_id)
-        for batch_id in self.repo.batches_in_state(CANCELLING):
+        for batch_id in self.repo.interrupted_cancels():
             self.cancel_pending_jobs(batch_id)
         return expired

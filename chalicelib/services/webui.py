@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import NotFound
-from ..resources import UPLOAD_PREFIX
+from ..domain.keys import UPLOAD_PREFIX
 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".json": "application/json"}

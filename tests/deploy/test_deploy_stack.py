@@ -114,7 +114,7 @@ def test_uploads_reach_the_arrival_queue_and_nothing_else_does(deployed, setting
         for m in sqs.receive_message(QueueUrl=settings.queue_url("arrivals"), MaxNumberOfMessages=10).get("Messages", []):
             body = json.loads(m["Body"])
             keys += [r["s3"]["object"]["key"] for r in body.get("Records", [])]
-    from chalicelib.services.processing import keys_in_message
+    from chalicelib.adapters.sqs_events import keys_in_message
     # S3 URL-encodes the key in the event; the handler decodes it
     assert keys_in_message(json.dumps({"Records": [{"s3": {"object": {"key": k}}} for k in keys]})) == [key]
 

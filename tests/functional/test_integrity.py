@@ -141,15 +141,14 @@ def test_an_archive_built_while_the_batch_is_deleted_is_removed(flow, api, aws, 
     created = flow.create(data)
     bid = created["batch"]["id"]
     flow.upload(created, data)
-    from chalicelib.services import archives
-    real_upload = archives.upload_stream
+    real_write = aws.storage.write_stream
 
-    def upload_then_delete(*args, **kwargs):
-        result = real_upload(*args, **kwargs)
+    def write_then_delete(*args, **kwargs):
+        result = real_write(*args, **kwargs)
         aws.deleter.delete("alice", bid)   # the delete sweeps archives/ before this one is complete
         return result
 
-    monkeypatch.setattr(archives, "upload_stream", upload_then_delete)
+    monkeypatch.setattr(aws.storage, "write_stream", write_then_delete)
     assert api.get(f"/batches/{bid}/download").status_code == 404
     assert objects(aws) == []
 

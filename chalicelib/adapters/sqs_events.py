@@ -1,4 +1,5 @@
-"""Upload events: S3 ObjectCreated (via SQS) -> the job's state machine.
+"""SQS records -> object keys: S3 ObjectCreated notifications (and our own retry messages in their
+shape) as the arrival and processing functions receive them. Adapter code: the services get keys.
 
 Delivery is at least once and unordered, so every transition is a conditional
 write: a duplicate event finds the job already past its state and does nothing.
