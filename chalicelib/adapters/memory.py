@@ -18,8 +18,9 @@ on moto. What "the same" means here:
   is exactly full (DynamoDB itself may hand back one more, empty, page).
 
 Where DynamoDB's behaviour is an accident rather than a rule, the fake follows the rule and
-tests/contract says so (a batch being deleted cannot be moved to another status: see
-`_move_batch`).
+tests/contract says so: a batch being deleted moves to no other status (`_move_batch`; the
+DynamoDB repository raises AttributeError there). A move to the status a batch already has is a
+caller's mistake that DynamoDB refuses (one update cannot touch a figure twice): ValueError.
 """
 from __future__ import annotations
 
