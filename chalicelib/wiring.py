@@ -25,6 +25,11 @@ class Container:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
 
+    @staticmethod
+    def in_memory(settings: Settings | None = None) -> "InMemoryContainer":
+        """The same services on the in-memory adapters (adapters/memory.py): no AWS, no boto3 client."""
+        return InMemoryContainer(settings or Settings())
+
     def provision(self) -> Settings:
         """Create every resource (moto: tests, the local stack); return these settings with the
         queue URLs filled in."""
@@ -89,11 +94,14 @@ class Container:
         return Processor(self.repository, self.storage, self.settings, queue=self.queue)
 
     @cached_property
-    def archives(self):
+    def archive_queue(self):
         from .adapters.queue import ArchiveQueue
+        return ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key))
+
+    @cached_property
+    def archives(self):
         from .services.archives import ArchiveService
-        return ArchiveService(self.repository, self.storage, self.settings,
-                              ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key)))
+        return ArchiveService(self.repository, self.storage, self.settings, self.archive_queue)
 
     @cached_property
     def deleter(self):
@@ -115,6 +123,40 @@ class Container:
     def auth(self):
         from .services.auth import TokenResolver
         return TokenResolver(self.settings.local_api_tokens, self.repository)
+
+
+class InMemoryContainer(Container):
+    """Every port on its in-memory fake; anything that would create an AWS client raises instead."""
+
+    def provision(self) -> Settings:
+        return self.settings
+
+    def client(self, service: str, **config):
+        raise RuntimeError(f"the in-memory container has no {service} client")
+
+    @cached_property
+    def models(self) -> Models:
+        raise RuntimeError("the in-memory container has no DynamoDB models")
+
+    @cached_property
+    def repository(self):
+        from .adapters.memory import MemoryRepository
+        return MemoryRepository()
+
+    @cached_property
+    def storage(self):
+        from .adapters.memory import MemoryStorage
+        return MemoryStorage(self.settings.bucket)
+
+    @cached_property
+    def queue(self):
+        from .adapters.memory import MemoryProcessingQueue
+        return MemoryProcessingQueue()
+
+    @cached_property
+    def archive_queue(self):
+        from .adapters.memory import MemoryArchiveQueue
+        return MemoryArchiveQueue()
 
 
 _lock = threading.Lock()
