@@ -108,7 +108,9 @@ class Gate:
     """A readers-writer lock around moto: requests share it, a snapshot takes it alone.
 
     A waiting snapshot goes first (new requests queue behind it), so a steady stream of requests
-    cannot starve it; a long-polling ReceiveMessage delays it by at most its wait time."""
+    cannot starve it. A long-polling ReceiveMessage steps out while it waits for messages
+    (`_wait_outside_the_gate`): the stack's pollers long-poll all the time, and a snapshot (and
+    every request queued behind it) would otherwise wait for their polls to run out."""
 
     def __init__(self):
         self._cond = threading.Condition()
@@ -117,16 +119,24 @@ class Gate:
 
     @contextmanager
     def shared(self):
-        with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive)
-            self._active += 1
+        self._enter()
+        _held.gates = getattr(_held, "gates", ()) + (self,)
         try:
             yield
         finally:
-            with self._cond:
-                self._active -= 1
-                if not self._active:
-                    self._cond.notify_all()
+            _held.gates = _held.gates[:-1]
+            self._leave()
+
+    def _enter(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._active += 1
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            if not self._active:
+                self._cond.notify_all()
 
     def close(self) -> None:
         """Wait for the requests in progress, then let no request through until `reopen`."""
@@ -139,6 +149,32 @@ class Gate:
         with self._cond:
             self._exclusive = False
             self._cond.notify_all()
+
+
+_held = threading.local()   # .gates: the gates the current thread's request holds
+
+
+def _wait_outside_the_gate(original):
+    """moto's Queue.wait_for_messages (the one place a ReceiveMessage waits), run with the
+    request's gate released: the wait changes nothing, and the receive re-enters the gate before
+    it takes any message."""
+    def wait_for_messages(queue, timeout):
+        gates = getattr(_held, "gates", ())
+        for gate in gates:
+            gate._leave()
+        try:
+            return original(queue, timeout)
+        finally:
+            for gate in gates:
+                gate._enter()
+    wait_for_messages.devstack_original = original
+    return wait_for_messages
+
+
+def _install_long_poll_patch() -> None:
+    from moto.sqs.models import Queue
+    if not hasattr(Queue.wait_for_messages, "devstack_original"):
+        Queue.wait_for_messages = _wait_outside_the_gate(Queue.wait_for_messages)
 
 
 class Persistence:
@@ -242,6 +278,8 @@ class Persistence:
     # -- serve ---------------------------------------------------------------
     def middleware(self, app):
         """WSGI middleware for moto: every request passes the gate; writes mark the state changed."""
+        _install_long_poll_patch()
+
         def gated(environ, start_response):
             with self.gate.shared():
                 if not _read_only(environ):

@@ -302,3 +302,29 @@ def test_the_gate_lets_requests_finish_before_a_snapshot_and_holds_new_ones():
     assert not second_in.wait(0.3)
     gate.reopen()
     assert second_in.wait(5)
+
+
+def test_a_long_poll_does_not_hold_up_a_snapshot(aws, tmp_path):
+    """The stack's pollers long-poll their queues all the time; a snapshot must not wait for a
+    poll to run out (nor must every request queued behind the snapshot)."""
+    sqs = aws["sqs"]
+    queue = sqs.create_queue(QueueName="long-poll")["QueueUrl"]
+    store = Persistence(tmp_path)
+    store.middleware(lambda environ, start_response: [])   # installs what the stack's moto runs with
+    polling, got = threading.Event(), []
+
+    def poll():
+        with store.gate.shared():   # as the middleware holds it for the request
+            polling.set()
+            got.extend(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=20).get("Messages", []))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    assert polling.wait(5)
+    closed = threading.Event()
+    threading.Thread(target=lambda: (store.gate.close(), closed.set()), daemon=True).start()
+    assert closed.wait(10), "the snapshot waited for a long poll"
+    store.gate.reopen()
+    sqs.send_message(QueueUrl=queue, MessageBody="after the snapshot")
+    poller.join(20)
+    assert [m["Body"] for m in got] == ["after the snapshot"]
