@@ -197,6 +197,7 @@ class Persistence:
         self.restored: Contents | None = None
         self.last: SnapshotStats | None = None
         self.failures = 0
+        self._sealed = False   # the final snapshot closed the gate for good
 
     @property
     def blobs(self) -> Path:
@@ -308,18 +309,20 @@ class Persistence:
         on; with `final` the pickling happens here and the gate stays closed afterwards."""
         _preload()
         with self._snapshot_lock:
+            if self._sealed:
+                raise SnapshotError("the final snapshot was taken; moto accepts nothing more")
             started = time.perf_counter()
             self.gate.close()
+            self._sealed = final
             reopen = not final
             try:
                 self._dirty.clear()
-                contents = _contents()
                 _name_bodies()
                 if final:
-                    stats = _save(self.data_dir, contents)
+                    stats = _save(self.data_dir)
                     paused = time.perf_counter() - started
                 else:
-                    child = _Child.fork(self.data_dir, contents)
+                    child = _Child.fork(self.data_dir)
                     paused = time.perf_counter() - started
                     self.gate.reopen()
                     reopen = False
@@ -343,9 +346,12 @@ class Persistence:
         if self._thread is not None:
             self._thread.join()
         try:
+            if self._sealed:
+                return None
             if self._dirty.is_set():
                 return self.snapshot(final=True)
             self.gate.close()
+            self._sealed = True
             return None
         finally:
             self._release()
@@ -470,9 +476,10 @@ def _read_only(environ) -> bool:
 
 
 # -- saving --------------------------------------------------------------------
-def _save(data_dir: Path, contents: Contents) -> SnapshotStats:
+def _save(data_dir: Path) -> SnapshotStats:
     """Pickle the backends, writing each body not yet on disk; then the state, durably; then
     delete the bodies the new state does not use."""
+    contents = _contents()
     blobs = data_dir / BLOBS_DIR
     writer = _BodyWriter(blobs)
     buffer = io.BytesIO()
@@ -497,12 +504,12 @@ class _Child:
         self.pid, self.fd = pid, fd
 
     @classmethod
-    def fork(cls, data_dir: Path, contents: Contents) -> "_Child":
+    def fork(cls, data_dir: Path) -> "_Child":
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:   # the child: only this thread exists; take no lock another thread could hold
             os.close(read_end)
-            _child_main(data_dir, contents, write_end)
+            _child_main(data_dir, write_end)
         os.close(write_end)
         return cls(pid, read_end)
 
@@ -529,14 +536,14 @@ class _Child:
         return SnapshotStats(**report)
 
 
-def _child_main(data_dir: Path, contents: Contents, write_end: int) -> None:
+def _child_main(data_dir: Path, write_end: int) -> None:
     status = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the stack, which saves at exit
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         gc.disable()    # nothing to collect in a short-lived copy; scanning would copy every page
         _close_sockets()
-        report = asdict(_save(data_dir, contents))
+        report = asdict(_save(data_dir))
         status = 0
     except BaseException:
         report = {"error": traceback.format_exc()}
