@@ -8,7 +8,8 @@ pickles moto's backends, and loads them before moto starts.
 A snapshot is taken after state has changed, at most every `interval` seconds, and once more at
 shutdown. It is a consistent cut: requests moto is serving finish and new ones wait (`Gate`) while
 the process forks; the child process pickles its frozen copy of memory and writes it, so moto
-waits for the fork (tens of milliseconds), not for the pickling (see bench/bench_persistence.py).
+waits for the fork, not for the pickling (0.12 s instead of 0.6 s with 1,000 batches and 5,000
+objects: bench/bench_persistence.py).
 
     DATA_DIR/state.bin      one JSON header line (format, moto and Python versions, contents),
                             then the pickled backends, every S3 object body replaced by its id
@@ -196,7 +197,6 @@ class Persistence:
         self._lock_file = None
         self.restored: Contents | None = None
         self.last: SnapshotStats | None = None
-        self.failures = 0
         self._sealed = False   # the final snapshot closed the gate for good
 
     @property
@@ -299,7 +299,6 @@ class Persistence:
             try:
                 self.snapshot()
             except Exception:
-                self.failures += 1
                 log.exception("snapshot to %s failed; the previous one is intact, retrying in %s s",
                               self.data_dir, self.interval)
 
