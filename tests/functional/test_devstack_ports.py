@@ -39,5 +39,5 @@ def test_moto_serves_on_a_free_port_and_stops():
 
 
 def test_check_free_names_the_variable(taken):
-    with pytest.raises(PortInUse, match=rf"\(PORT\).*PORT=\d+ make run"):
+    with pytest.raises(PortInUse, match=r"\(PORT\).*PORT=\d+ make run"):
         check_free("127.0.0.1", {"PORT": taken, "MOTO_PORT": taken + 1 if taken < 65535 else taken - 1})

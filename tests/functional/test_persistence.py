@@ -14,6 +14,7 @@ from moto import mock_aws
 from moto.core.base_backend import BackendDict
 
 from devstack import persistence
+from devstack.gate import Gate
 from devstack.persistence import DataDirError, Persistence, SnapshotError
 
 BUCKET = "persist-bucket"
@@ -282,7 +283,7 @@ def test_writes_mark_the_state_changed_and_reads_do_not(tmp_path):
 
 
 def test_the_gate_lets_requests_finish_before_a_snapshot_and_holds_new_ones():
-    gate = persistence.Gate()
+    gate = Gate()
     inside, leave, closed, second_in = (threading.Event() for _ in range(4))
 
     def request(entered, release):
