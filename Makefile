@@ -1,10 +1,12 @@
 # Two commands matter: `make run` (the whole local stack) and `make test` (the full suite).
 PYTHON ?= python3
+# the local stack's saved state, as devstack defaults it (`make clean-data` deletes it)
+DATA_DIR ?= .data
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench package clean
+.PHONY: install run clean-data test test-fast bench package clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +20,10 @@ install: $(STAMP)
 ## Start moto (S3, SQS, DynamoDB), the API and web UI on $$PORT (default 8000), and S3-event delivery.
 run: install
 	$(PY) -m devstack
+
+## Delete the local stack's saved state ($$DATA_DIR, default .data); refused while a stack runs on it.
+clean-data: install
+	$(PY) -m devstack.persistence clean "$(DATA_DIR)"
 
 ## The full suite: unit, functional (mock_aws) and end-to-end (local stack) tests.
 test: install

@@ -1,15 +1,15 @@
 """All benchmarks in one command; prints one table of ratios, each measured side by side with its
 baseline in this same run.
 
-    make bench                                 # full run (about 10-15 minutes on 2 cores)
-    make bench BENCH_ARGS=--quick              # smoke run (about 2-3 minutes)
+    make bench                                 # full run (about 20-25 minutes on 2 cores)
+    make bench BENCH_ARGS=--quick              # smoke run (about 3-4 minutes)
     .venv/bin/python -m bench --only pipeline,zip
     .venv/bin/python -m bench --quick --markdown /tmp/bench.md   # also write machine + table as Markdown
 
 Sections (in this order): pipeline (bench_pipeline.py), zip (bench_zip.py), e2e
-(bench_e2e.py), api (bench_api.py), contention (bench_contention.py), scale (bench_scale.py: the DynamoDB
-limits model, bench/dynamo_model.py); each module also runs on
-its own (`python -m bench.bench_e2e --help`). Targets are printed with a verdict, never
+(bench_e2e.py), api (bench_api.py), contention (bench_contention.py), persistence
+(bench_persistence.py), scale (bench_scale.py: the DynamoDB limits model, bench/dynamo_model.py);
+each module also runs on its own (`python -m bench.bench_e2e --help`). Targets are printed with a verdict, never
 asserted: this is not part of `make test`.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 
-SECTIONS = ("pipeline", "zip", "e2e", "api", "contention", "scale")
+SECTIONS = ("pipeline", "zip", "e2e", "api", "contention", "persistence", "scale")
 
 
 def _log(message: str) -> None:
@@ -56,6 +56,9 @@ def run_section(name: str, quick: bool) -> list:
         results = bench_scale.run(quick=quick, log=_log)
         _log(bench_scale.table(results))
         return bench_scale.rows(results)
+    if name == "persistence":
+        from bench import bench_persistence
+        return bench_persistence.rows(bench_persistence.run(batches=200 if quick else 1000, log=_log))
     raise ValueError(name)
 
 

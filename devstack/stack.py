@@ -12,6 +12,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .persistence import DataDirError, Persistence
+from .ports import PortInUse, check_free
+
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("devstack")
 
@@ -32,6 +35,9 @@ class Stack:
     moto_port: int = 8001
     workers: int = 2
     sweep_seconds: float = 15.0
+    data_dir: Path | None = None        # None: nothing survives a stop (devstack/persistence.py)
+    persist_seconds: float = 2.0
+    persistence: Persistence | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list = field(default_factory=list)
     _servers: list = field(default_factory=list)
@@ -54,13 +60,19 @@ class Stack:
         self._start_services()
 
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         from .moto_patches import install
+        from .moto_server import MotoServer
         install()
-        moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+        middleware = None
+        if self.data_dir is not None:
+            self.persistence = Persistence(self.data_dir, interval=self.persist_seconds)
+            self.persistence.open()   # loads the last snapshot before moto serves
+            middleware = self.persistence.middleware
+        moto = MotoServer(self.host, self.moto_port, middleware=middleware)
         moto.start()
         self._servers.append(moto)
+        if self.persistence is not None:
+            self.persistence.start()
 
     def _start_services(self) -> None:
         """Resources, the API server, the pollers and the sweep, against AWS_ENDPOINT_URL."""
@@ -173,6 +185,8 @@ class Stack:
             server.server.shutdown()
         for thread in self._threads:
             thread.join(timeout=5)
+        if self.persistence is not None:
+            self.persistence.close()   # a last snapshot; moto accepts nothing after it
         for moto in self._servers:
             moto.stop()
 
@@ -217,20 +231,28 @@ def main() -> None:
     for noisy in ("werkzeug", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     port = int(os.environ.get("PORT", "8000"))
+    data_dir = os.environ.get("DATA_DIR", str(ROOT / ".data"))
     stack = Stack(
         host=os.environ.get("HOST", "127.0.0.1"), port=port,
         moto_port=int(os.environ.get("MOTO_PORT", str(port + 1))),
         workers=int(os.environ.get("WORKERS", "2")),
         sweep_seconds=float(os.environ.get("SWEEP_SECONDS", "15")),
+        data_dir=Path(data_dir) if data_dir else None,
+        persist_seconds=float(os.environ.get("PERSIST_SECONDS", "2")),
     )
+    try:
+        check_free(stack.host, {"PORT": stack.port, "MOTO_PORT": stack.moto_port})
+    except PortInUse as exc:
+        sys.exit(f"imgbatch local stack: {exc}")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    failure = None
     try:
         stack.start()
         from chalicelib.settings import parse_tokens
         tokens = parse_tokens(os.environ["LOCAL_API_TOKENS"])
         print(f"\nimgbatch local stack is ready\n  API + web UI   {stack.api_url}/\n"
-              f"  S3/SQS/DynamoDB (moto)  {stack.s3_url}\n  tokens         " +
+              f"  S3/SQS/DynamoDB (moto)  {stack.s3_url}\n  data           {_data_line(stack)}\n  tokens         " +
               ", ".join(f"{t} (owner {o})" for t, o in tokens.items()) +
               f"\n  try: curl -H 'Authorization: Bearer {next(iter(tokens))}' {stack.api_url}/batches\n"
               "Press Ctrl-C to stop.", flush=True)
@@ -238,6 +260,18 @@ def main() -> None:
             pass
     except KeyboardInterrupt:
         pass
+    except (PortInUse, DataDirError) as exc:
+        failure = f"imgbatch local stack: {exc}"
     finally:
         print("stopping...", flush=True)
         stack.stop()
+    if failure:
+        sys.exit(failure)
+
+
+def _data_line(stack: Stack) -> str:
+    if stack.persistence is None:
+        return "in memory only (DATA_DIR is empty): everything is gone when the stack stops"
+    restored = stack.persistence.restored
+    return (f"{stack.data_dir} ({'restored ' + restored.describe() if restored else 'new'}; saved every "
+            f"{stack.persist_seconds:g} s and at Ctrl-C; `make clean-data` empties it)")

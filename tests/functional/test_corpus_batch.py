@@ -2,20 +2,16 @@
 MANIFEST.csv says, bad files fail only themselves, and the batch still completes."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-import pytest
-
+from tests.corpus import CORPUS, ROWS
 from tests.functional.test_processing import Flow, s3_body
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 CODES = {"not_an_image", "unsupported_format", "too_many_pixels", "corrupt_image", "output_too_large"}
 
 
-@pytest.mark.skipif(not (CORPUS / "MANIFEST.csv").exists(), reason="shared/corpus is not beside the repository")
 def test_corpus_batch(api, aws):
-    rows = list(csv.DictReader(open(CORPUS / "MANIFEST.csv")))
+    rows = ROWS
     web = api.post("/pipelines", {"name": "web", "format": "jpeg", "width": 800}).data["pipeline"]
     flow = Flow(api, aws, [web])
     data = {Path(r["file"]).name: (CORPUS / r["file"]).read_bytes() for r in rows}

@@ -10,7 +10,6 @@ reported as failed, and a fresh worker takes the next file.
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import io
 import json
@@ -26,17 +25,14 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from chalicelib.domain.imaging import ERROR_CODES
+from tests.corpus import CORPUS, FILES, MANIFEST, ROWS
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-MANIFEST = CORPUS / "MANIFEST.csv"
 WORKER = Path(__file__).with_name("corpus_worker.py")
 
 TIMEOUT_S = 30.0
 RSS_LIMIT_KB = 1024 * 1024  # 1 GiB, as the corpus README asks
 AS_LIMIT_BYTES = 3 * 2**29  # 1.5 GiB hard cap inside the worker
-
-ROWS = list(csv.DictReader(MANIFEST.open(newline=""))) if MANIFEST.is_file() else []
 
 
 class Worker:
@@ -140,11 +136,10 @@ def test_corpus_file(row, worker):
         assert message and "Traceback" not in message and len(message) < 400
 
 
-@pytest.mark.skipif(not ROWS, reason="no corpus")
 @pytest.mark.parametrize("n", range(2, 9))
 def test_corpus_orientation_matches_upright_reference(n, worker):
-    ref = worker.render(CORPUS / "files" / "hopper_upright_reference.jpg")
-    out = worker.render(CORPUS / "files" / f"hopper_orientation_{n}.jpg")
+    ref = worker.render(FILES / "hopper_upright_reference.jpg")
+    out = worker.render(FILES / f"hopper_orientation_{n}.jpg")
     _fail_on_infrastructure(out)
     a, b = decode_output(out).convert("RGB"), decode_output(ref).convert("RGB")
     assert a.size == b.size
@@ -152,14 +147,12 @@ def test_corpus_orientation_matches_upright_reference(n, worker):
     assert diff < 10, f"mean abs diff {diff:.1f}/255"
 
 
-@pytest.mark.skipif(not ROWS, reason="no corpus")
 def test_corpus_orientation_rectangle_is_portrait(worker):
-    reply = worker.render(CORPUS / "files" / "orientation_rectangle.jpg")
+    reply = worker.render(FILES / "orientation_rectangle.jpg")
     _fail_on_infrastructure(reply)
     assert reply["height"] > reply["width"]  # 2x1 stored, orientation 8; not upscaled
 
 
-@pytest.mark.skipif(not ROWS, reason="no corpus")
 def test_corpus_leaves_no_temporary_files(worker):
     for row in ROWS[:5]:
         worker.render(CORPUS / row["file"])

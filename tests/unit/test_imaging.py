@@ -29,10 +29,9 @@ from chalicelib.domain.imaging import (
     sniff_format,
     target_size,
 )
+from tests.corpus import FILES
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus" / "files"
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -135,7 +134,6 @@ def test_sniff_rejects_non_images_and_refused_formats(head):
     assert sniff_format(head) is None
 
 
-@needs_corpus
 @pytest.mark.parametrize(
     "name,expected",
     [
@@ -148,7 +146,7 @@ def test_sniff_rejects_non_images_and_refused_formats(head):
     ],
 )
 def test_sniff_ignores_lying_extensions(name, expected):
-    assert sniff_format((CORPUS / name).read_bytes()[:64]) == expected
+    assert sniff_format((FILES / name).read_bytes()[:64]) == expected
 
 
 @pytest.mark.parametrize(
@@ -293,29 +291,26 @@ def test_output_bound_on_a_strip():
 # --------------------------------------------------------------------------- orientation
 
 
-@needs_corpus
 @pytest.mark.parametrize("n", range(2, 9))
 def test_exif_orientation_matches_upright_reference(n):
-    ref = render_one((CORPUS / "hopper_upright_reference.jpg").read_bytes(), width=64)
-    out = render_one((CORPUS / f"hopper_orientation_{n}.jpg").read_bytes(), width=64)
+    ref = render_one((FILES / "hopper_upright_reference.jpg").read_bytes(), width=64)
+    out = render_one((FILES / f"hopper_orientation_{n}.jpg").read_bytes(), width=64)
     assert out.size == ref.size
     assert mean_diff(out, ref) < 10
     # The check has teeth: the stored (un-oriented) pixels are far off.
-    raw = Image.open(CORPUS / f"hopper_orientation_{n}.jpg").convert("RGB").resize(ref.size)
+    raw = Image.open(FILES / f"hopper_orientation_{n}.jpg").convert("RGB").resize(ref.size)
     assert mean_diff(raw, ref) > 30
 
 
-@needs_corpus
 def test_orientation_rectangle_becomes_portrait():
-    out = render_one((CORPUS / "orientation_rectangle.jpg").read_bytes(), format="jpeg", width=800)
+    out = render_one((FILES / "orientation_rectangle.jpg").read_bytes(), format="jpeg", width=800)
     assert out.height > out.width
-    up = render_one((CORPUS / "orientation_rectangle.jpg").read_bytes(), format="jpeg", width=800, upscale=True)
+    up = render_one((FILES / "orientation_rectangle.jpg").read_bytes(), format="jpeg", width=800, upscale=True)
     assert up.size == (800, 1600)
 
 
-@needs_corpus
 def test_xmp_orientation_is_applied():
-    path = CORPUS / "xmp_tags_orientation.png"  # orientation 3 in XMP only, ColorMatch RGB
+    path = FILES / "xmp_tags_orientation.png"  # orientation 3 in XMP only, ColorMatch RGB
     out = render_one(path.read_bytes(), format="png")
     stored = Image.open(path)
     expected = ImageCms.profileToProfile(
@@ -367,9 +362,8 @@ def test_jpeg_is_drafted_and_several_specs_share_one_decode(monkeypatch):
 # --------------------------------------------------------------------------- pixels & colour
 
 
-@needs_corpus
 def test_16bit_is_scaled_not_clipped():
-    out = render_one((CORPUS / "16bit.cropped.tif").read_bytes(), format="jpeg")
+    out = render_one((FILES / "16bit.cropped.tif").read_bytes(), format="jpeg")
     lo, hi = out.convert("L").getextrema()
     assert hi < 250 and hi - lo > 60  # values 291..694 -> 10-bit scale: roughly 72..173
     assert ImageStat.Stat(out.convert("L")).stddev[0] > 3
@@ -460,9 +454,8 @@ def _to_srgb_reference(im: Image.Image, icc: bytes) -> Image.Image:
     return ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"))
 
 
-@needs_corpus
 def test_icc_profile_is_converted_to_srgb():
-    src = Image.open(CORPUS / "xmp_test.jpg")  # Adobe RGB (1998)
+    src = Image.open(FILES / "xmp_test.jpg")  # Adobe RGB (1998)
     icc = src.info["icc_profile"]
     # Lossless copy of the pixels with the same profile, so JPEG draft noise
     # does not blur the comparison.
@@ -476,9 +469,8 @@ def test_icc_profile_is_converted_to_srgb():
     assert mean_diff(out, expected) < mean_diff(out, naive) / 2  # ...to the right place
 
 
-@needs_corpus
 def test_icc_profile_is_converted_for_the_drafted_jpeg_too():
-    path = CORPUS / "xmp_test.jpg"
+    path = FILES / "xmp_test.jpg"
     (rendered,) = render(path.read_bytes(), [RenderSpec("jpeg", width=400)])
     out = decode(rendered).convert("RGB")
     assert "icc_profile" not in out.info
@@ -491,9 +483,8 @@ def test_icc_profile_is_converted_for_the_drafted_jpeg_too():
     assert off_expected < off_naive / 2
 
 
-@needs_corpus
 def test_background_colour_is_srgb_even_when_the_source_has_a_profile():
-    adobe = Image.open(CORPUS / "xmp_test.jpg").info["icc_profile"]
+    adobe = Image.open(FILES / "xmp_test.jpg").info["icc_profile"]
     im = Image.new("RGBA", (32, 32), (255, 0, 0, 0))  # fully transparent
     im.paste((255, 0, 0, 255), (16, 0, 32, 32))
     data = encode(im, "PNG", icc_profile=adobe)
