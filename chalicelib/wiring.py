@@ -96,6 +96,16 @@ class Container:
                               ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key)))
 
     @cached_property
+    def results(self):
+        from .services.results import ResultsService
+        return ResultsService(self.repository, self.storage, self.settings)
+
+    @cached_property
+    def contact_sheets(self):
+        from .services.contact_sheets import ContactSheetService
+        return ContactSheetService(self.repository, self.storage, self.settings)
+
+    @cached_property
     def deleter(self):
         from .services.deletion import Deleter
         return Deleter(self.repository, self.storage)
