@@ -342,6 +342,9 @@ def test_batch_reaches_completed_and_shows_output_dimensions(page, stack, api):
     expect(row.locator(".cell-progress [role=progressbar]")).to_have_attribute("aria-valuenow", "100")
 
     expand(page, batch["id"])
+    expect(row.locator(".thumb")).to_have_count(3)   # thumbnails first; the table is one click away
+    row.get_by_role("button", name="Table", exact=True).click()
+    expect(row.get_by_role("button", name="Table", exact=True)).to_have_attribute("aria-pressed", "true")
     jobs = row.locator("tr.job")
     expect(jobs).to_have_count(3)
     api_jobs = {j["file_name"]: j for j in api.get(f"{stack.url}/batches/{batch['id']}").json()["batch"]["jobs"]}
@@ -528,7 +531,7 @@ def test_cancel_a_batch_that_was_never_uploaded(page, stack, api, second_batch):
     row.get_by_role("button", name="Cancel", exact=True).click()
     expect(row).to_have_attribute("data-status", "cancelled")
     expect(page.locator("#toast-status")).to_contain_text("Cancelled")
-    expect(row.locator("tr.job .badge")).to_have_text(["cancelled", "cancelled"])
+    expect(row.locator(".thumb .badge")).to_have_text(["cancelled", "cancelled"])
     expect(row.get_by_role("button", name="Cancel", exact=True)).to_have_count(0)
     assert api.get(f"{stack.url}/batches/{second_batch['id']}").json()["batch"]["status"] == "cancelled"
     screenshot(page, "07-cancelled")
@@ -711,13 +714,13 @@ def test_uploaded_is_never_below_what_this_page_uploaded(page, stack, thumbs, tm
     counts = row.locator(".cell-progress .counts")
     expect(counts).to_have_text("3 uploaded · 0 of 3 processed")
     expand(page, row.get_attribute("data-batch-id"))
-    expect(row.locator("tr.job .badge")).to_have_text(["uploaded"] * 3)
+    expect(row.locator(".thumb .badge")).to_have_text(["uploaded"] * 3)
     screenshot(page, "14-uploaded-ahead-of-the-service")
 
     held["on"] = False  # the service catches up: processing is its own figure, and it moves
     expect(row).to_have_attribute("data-status", "completed", timeout=120_000)
     expect(counts).to_have_text("3 uploaded · 3 of 3 processed")
-    expect(row.locator("tr.job .badge")).to_have_text(["completed"] * 3)
+    expect(row.locator(".thumb .badge")).to_have_text(["completed"] * 3)
 
 
 # -- phone width, keyboard -------------------------------------------------------------------------
