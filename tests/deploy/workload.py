@@ -173,6 +173,9 @@ class Workload:
         self.http("GET", f"/jobs/{job_id}/download?redirect=false&pipeline_id={web['id']}", expect=200)
         self.http("GET", f"/batches/{bid}/download?redirect=false", expect=200)   # built inline
         self.http("GET", f"/batches/{bid}/download", expect=302)                  # cached now
+        self.http("GET", f"/batches/{bid}/results?format=xlsx&redirect=false", expect=200)   # staged in S3
+        self.http("GET", f"/batches/{bid}/results?format=csv", expect=302)
+        self.http("GET", f"/batches/{bid}/contact-sheet?redirect=false", expect=200)        # reads the previews
 
         # retry: the bad file is stored, so it goes round again (and fails again)
         self.http("POST", f"/batches/{bid}/retry", expect=200)
