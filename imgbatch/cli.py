@@ -253,7 +253,7 @@ def results(app: App, batch_ref: str, fmt: str, dest: Path) -> None:
 @cli.command("contact-sheet")
 @click.argument("batch_ref", metavar="BATCH")
 @click.option("--part", type=click.IntRange(min=1), metavar="N",
-              help="Only part N (a sheet holds 500 files; larger batches have several parts). [default: all]")
+              help="Only part N (a sheet holds 300 files; larger batches have several parts). [default: all]")
 @click.option("-o", "--output", "dest", default=".", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path), help="Folder to save the PDF(s) in.")
 @json_option

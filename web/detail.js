@@ -231,7 +231,7 @@ async function downloadResults(id, item) {
           },
         }, `Part ${n + 2}`)));
     }
-    setNotice(id, { kind: "success", message: `Downloading ${data.file_name}.${data.parts > 1 ? ` The sheet has ${data.parts} parts of 500 files.` : ""}`, action });
+    setNotice(id, { kind: "success", message: `Downloading ${data.file_name}.${data.parts > 1 ? ` The sheet has ${data.parts} parts of 300 files.` : ""}`, action });
   } catch (err) {
     setNotice(id, { kind: "error", message: `Download failed: ${err.message}` });
     showError(err, `Could not download the ${item.format ? "results" : "contact sheet"} of ${name}`);

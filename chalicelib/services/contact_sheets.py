@@ -1,9 +1,10 @@
 """A batch's contact sheet: its previews in a PDF grid, staged in S3 (domain/contact_sheet.py).
 
-A sheet holds at most PART_FILES files (25 pages): a larger batch has several parts, asked for
-with ?part=N, so that every request stays well inside API Gateway's 29 s (fetching 500 previews
-with 16 threads and drawing 25 pages) and the API function's memory (one page at a time, the
-part's previews at about 10 kB each).
+A sheet holds at most PART_FILES files (15 pages): a larger batch has several parts, asked for
+with ?part=N, so that every request stays inside API Gateway's 29 s (fetching 300 previews with
+16 threads and drawing 15 pages, 0.1-0.5 s a page measured here, bench/bench_see.py; a 1 GB
+Lambda has about 0.6 of a vCPU) and the API function's memory (one page at a time, the part's
+previews at about 10-30 kB each).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .clock import utcnow
 from .ownership import owned_batch
 from .staged import staged_download
 
-PART_FILES = 500
+PART_FILES = 300
 FETCH_THREADS = 16
 READ_CHUNK = 1024 * 1024
 

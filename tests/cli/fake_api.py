@@ -100,7 +100,7 @@ class FakeService:
     last_batch_body: dict | None = None
     last_pipeline_body: dict | None = None
     staged: dict[str, tuple] = field(default_factory=dict)  # S3 key -> (bytes, content type, file name)
-    sheet_part_files: int = 500
+    sheet_part_files: int = 300
     _clock: int = 0
     _counters: Counter = field(default_factory=Counter)
 
