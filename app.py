@@ -236,6 +236,25 @@ def download_batch(owner, batch_id):
     return Response(status_code=302, body="", headers={"Location": result["url"]})
 
 
+def _redirect_or_json(result: dict) -> Response | dict:
+    """302 to a staged file, or with ?redirect=false 200 {"url", "file_name", "expires_at", ...}."""
+    if not _flag(_params(), "redirect", default=True):
+        return result
+    return Response(status_code=302, body="", headers={"Location": result["url"]})
+
+
+@api("/batches/{batch_id}/results")
+def batch_results(owner, batch_id):
+    """One row per file and pipeline as csv (default), xlsx or json: 302 to the staged file."""
+    return _redirect_or_json(_svc().results.request(owner, batch_id, _params()))
+
+
+@api("/batches/{batch_id}/contact-sheet")
+def contact_sheet(owner, batch_id):
+    """A PDF of the batch's previews in a grid, with names and failure marks: 302 to the staged file."""
+    return _redirect_or_json(_svc().contact_sheets.request(owner, batch_id, _params()))
+
+
 @api("/jobs/{job_id}/download")
 def download_job(owner, job_id):
     params = _params()

@@ -104,6 +104,16 @@ class Container:
         return ArchiveService(self.repository, self.storage, self.settings, self.archive_queue)
 
     @cached_property
+    def results(self):
+        from .services.results import ResultsService
+        return ResultsService(self.repository, self.storage, self.settings)
+
+    @cached_property
+    def contact_sheets(self):
+        from .services.contact_sheets import ContactSheetService
+        return ContactSheetService(self.repository, self.storage, self.settings)
+
+    @cached_property
     def deleter(self):
         from .services.deletion import Deleter
         return Deleter(self.repository, self.storage)

@@ -171,6 +171,9 @@ def report_api_error(app: App | None, exc: ApiError) -> None:
         app.note(f"Set IMGBATCH_TOKEN or pass --token (the token in use came from {source}).")
     else:
         app.error(str(exc))
+        if len(exc.errors) > 1:  # every problem the API found, one field a line
+            for problem in exc.errors:
+                app.note(f"  {problem['field']}: {problem['message']}")
 
 
 def json_option(command: Callable) -> Callable:

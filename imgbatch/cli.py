@@ -25,6 +25,7 @@ from imgbatch.batches import (
     without_jobs,
 )
 from imgbatch.client import ApiError
+from imgbatch.download import fetch_file
 from imgbatch.files import Collection, collect
 from imgbatch.live import (
     archive_json,
@@ -228,6 +229,51 @@ def download(app: App, batch_ref: str, dest: Path, partial: bool) -> None:
         fail(EXIT_FAILURES)
 
 
+@cli.command()
+@click.argument("batch_ref", metavar="BATCH")
+@click.option("-f", "--format", "fmt", type=click.Choice(["csv", "xlsx", "json"]), default="csv", show_default=True,
+              help="csv (UTF-8, opens in Excel), xlsx or json.")
+@click.option("-o", "--output", "dest", default=".", show_default=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path), help="Folder to save the file in.")
+@json_option
+@pass_app
+def results(app: App, batch_ref: str, fmt: str, dest: Path) -> None:
+    """Save a batch's per-file results: one row per file and pipeline (status, error, output name,
+    format, dimensions, bytes, times). Works in any status."""
+    batch_id = batch_id_of(app, batch_ref)
+    staged = app.api.results_file(batch_id, fmt)
+    saved = fetch_file(app.storage, staged["url"], dest, name=staged.get("file_name") or f"{batch_id}-results.{fmt}",
+                       what="results")
+    if app.json:
+        app.emit({"batch_id": batch_id, "path": str(saved.path), "size": saved.size})
+    else:
+        app.say(f"Saved {saved.path} ({render.human_size(saved.size)}).")
+
+
+@cli.command("contact-sheet")
+@click.argument("batch_ref", metavar="BATCH")
+@click.option("--part", type=click.IntRange(min=1), metavar="N",
+              help="Only part N (a sheet holds 300 files; larger batches have several parts). [default: all]")
+@click.option("-o", "--output", "dest", default=".", show_default=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path), help="Folder to save the PDF(s) in.")
+@json_option
+@pass_app
+def contact_sheet(app: App, batch_ref: str, part: int | None, dest: Path) -> None:
+    """Save a batch's contact sheet: a PDF of every file's preview with its name and status,
+    20 to a page, failed files marked."""
+    batch_id = batch_id_of(app, batch_ref)
+    first = app.api.contact_sheet(batch_id, part or 1)
+    sheets = [first] if part else [first] + [app.api.contact_sheet(batch_id, n) for n in range(2, first["parts"] + 1)]
+    saved = [fetch_file(app.storage, s["url"], dest, name=s.get("file_name") or f"{batch_id}-contact-sheet.pdf",
+                        what="contact sheet") for s in sheets]
+    if app.json:
+        app.emit({"batch_id": batch_id, "parts": first["parts"],
+                  "files": [{"part": s["part"], "path": str(f.path), "size": f.size} for s, f in zip(sheets, saved)]})
+        return
+    for f in saved:
+        app.say(f"Saved {f.path} ({render.human_size(f.size)}).")
+
+
 # -- read-only views ------------------------------------------------------------------------
 
 
@@ -262,9 +308,10 @@ def list_cmd(app: App, all_pages: bool, ids: bool, **filters: Any) -> None:
 
 @cli.command()
 @click.argument("batch_ref", metavar="BATCH")
+@click.option("--links", is_flag=True, help="Add a column with each file's preview URL (short-lived).")
 @json_option
 @pass_app
-def show(app: App, batch_ref: str) -> None:
+def show(app: App, batch_ref: str, links: bool) -> None:
     """Show a batch (id or name) and all its jobs."""
     batch = app.api.get_batch_with_all_jobs(batch_id_of(app, batch_ref))
     if app.json:
@@ -274,7 +321,7 @@ def show(app: App, batch_ref: str) -> None:
     app.details(render.batch_details(batch, app.api.list_pipelines()))
     app.say("")
     app.say(Text(f"Jobs ({len(jobs)})", style="bold"))
-    shown = app.table(render.jobs_grid(jobs))
+    shown = app.table(render.jobs_grid(jobs, links=links))
     errors = render.job_errors(jobs)
     if errors and "error" not in shown:
         app.say(Text("\nErrors", style="bold"))
@@ -394,36 +441,117 @@ def pipelines_show(app: App, ref: str) -> None:
 
 
 def hex_colour(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not re.fullmatch(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})", value):
-        raise click.BadParameter("expected a hex colour such as #ffffff")
-    return value if value is None or value.startswith("#") else f"#{value}"
+    # "ffffff" is taken for "#ffffff"; anything else goes to the API as given, which judges it.
+    if value is not None and re.fullmatch(r"([0-9a-fA-F]{3}|[0-9a-fA-F]{6})", value):
+        return f"#{value}"
+    return value
+
+
+def byte_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | str | None:
+    """'250000', '500K', '2M' (KiB/MiB). Anything else goes to the API, which says what it wants."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)(?:i?[bB])?\s*", value)
+    if not match:
+        return value
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[match.group(2).lower()]
+
+
+# Every pipeline setting as a flag. Values are sent as given and the API checks them all at once,
+# so one run reports every problem (each field on its own line) instead of the first one only.
+PIPELINE_OPTIONS = [
+    click.option("--format", "format_", metavar="FORMAT",
+                 help="png, jpeg (or jpg), webp, avif or tiff. [API default: none, required]"),
+    click.option("--width", type=int, help="Target width in px."),
+    click.option("--height", type=int, help="Target height in px."),
+    click.option("--fit", metavar="FIT", help="contain, cover, exact or pad (letterbox onto width x height). "
+                                             "[API default: contain]"),
+    click.option("--quality", type=int, help="JPEG/WebP/AVIF quality 1-100. [API default: 85]"),
+    click.option("--compression", type=int, help="PNG compression 0-100. [API default: 70]"),
+    click.option("--background", callback=hex_colour, metavar="HEX",
+                 help="Colour behind transparency in JPEG and of pad's canvas. [API default: #ffffff]"),
+    click.option("--keep-metadata/--strip-metadata", default=None, help="[API default: strip]"),
+    click.option("--upscale/--no-upscale", default=None, help="Allow enlarging. [API default: no]"),
+    click.option("--tiff-compression", metavar="KIND", help="TIFF: deflate or lzw. [API default: deflate]"),
+    click.option("--embed-icc/--no-embed-icc", default=None, help="Tag RGB outputs with the sRGB profile. "
+                                                                  "[API default: no]"),
+    click.option("--trim", type=int, metavar="TOLERANCE",
+                 help="Cut uniform borders first; tolerance 0-100 (% of full scale). [API default: off]"),
+    click.option("--dpi", type=int, help="Resolution written to the file, 1-10000. [API default: none]"),
+    click.option("--sharpen", type=int, metavar="AMOUNT", help="Unsharp mask after resizing, 0-500 %. "
+                                                               "[API default: 0, off]"),
+    click.option("--max-bytes", callback=byte_size, metavar="SIZE",
+                 help="JPEG/WebP/AVIF: the highest quality whose file fits, e.g. 500K or 2M; a file that "
+                      "cannot fit fails with exceeds_max_bytes. [API default: none]"),
+    click.option("--filename", "filename", metavar="TEMPLATE",
+                 help="Output names, e.g. '{stem}_{pipeline}.{ext}', '{prefix}_{counter:04}.{ext}'. "
+                      "[API default: input stem + extension]"),
+]
+PIPELINE_FIELDS = ("format", "width", "height", "fit", "quality", "compression", "background", "keep_metadata",
+                   "upscale", "tiff_compression", "embed_icc", "trim", "dpi", "sharpen", "max_bytes", "filename")
+
+
+def pipeline_options(command: Callable) -> Callable:
+    for option in reversed(PIPELINE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def pipeline_fields(format_: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    fields = {key: value for key, value in options.items() if key in PIPELINE_FIELDS and value is not None}
+    if format_ is not None:
+        lowered = format_.lower()
+        fields["format"] = {"jpg": "jpeg", "tif": "tiff"}.get(lowered, lowered)
+    return fields
 
 
 @pipelines.command("create")
 @click.option("--name", required=True, help="Unique name.")
-@click.option("--format", "format_", type=click.Choice(["png", "jpeg", "jpg", "webp"], case_sensitive=False),
-              help="Output format.")
-@click.option("--width", type=click.IntRange(min=1), help="Target width in px.")
-@click.option("--height", type=click.IntRange(min=1), help="Target height in px.")
-@click.option("--fit", type=click.Choice(["contain", "cover", "exact"]), help="[API default: contain]")
-@click.option("--quality", type=click.IntRange(1, 100), help="JPEG/WebP quality. [API default: 85]")
-@click.option("--compression", type=click.IntRange(0, 100), help="PNG compression. [API default: 70]")
-@click.option("--background", callback=hex_colour, metavar="HEX",
-              help="Colour behind transparency in JPEG. [API default: #ffffff]")
-@click.option("--keep-metadata/--strip-metadata", default=None, help="[API default: strip]")
-@click.option("--upscale/--no-upscale", default=None, help="Allow enlarging. [API default: no]")
+@pipeline_options
 @json_option
 @pass_app
-def pipelines_create(app: App, format_: str | None, **options: Any) -> None:
+def pipelines_create(app: App, name: str, format_: str | None, **options: Any) -> None:
     """Create a pipeline. Options left out take the API's defaults."""
-    fields = {key: value for key, value in options.items() if value is not None}
-    if format_:
-        fields["format"] = "jpeg" if format_.lower() == "jpg" else format_.lower()
-    pipeline = app.api.create_pipeline(fields)
+    pipeline = app.api.create_pipeline({"name": name, **pipeline_fields(format_, options)})
     if app.json:
         app.emit({"pipeline": pipeline})
     else:
         app.say(f"Created pipeline {pipeline['name']} ({pipeline['id']}).")
+
+
+@pipelines.command("update")
+@click.argument("ref", metavar="PIPELINE")
+@click.option("--name", help="A new unique name.")
+@pipeline_options
+@click.option("--unset", "unset", multiple=True, metavar="FIELD", type=click.Choice(PIPELINE_FIELDS[1:]),
+              help="Back to the API's default (width, trim, filename...); repeat for several.")
+@json_option
+@pass_app
+def pipelines_update(app: App, ref: str, name: str | None, format_: str | None, unset: tuple[str, ...],
+                     **options: Any) -> None:
+    """Change some settings of a pipeline; the others stay as they are.
+
+    Reads the pipeline, applies the given options and saves it whole (PUT). Batches already
+    submitted keep the settings they were submitted with.
+    """
+    pipeline_id = pipeline_id_of(app, ref)
+    current = app.api.get_pipeline(pipeline_id)
+    changes = pipeline_fields(format_, options)
+    clash = sorted(set(unset) & set(changes))
+    if clash:
+        raise click.UsageError(f"--unset {clash[0]} and --{clash[0].replace('_', '-')} contradict each other")
+    if not changes and not unset and name is None:
+        raise click.UsageError("nothing to change: give at least one option (see --help)")
+    body = {key: value for key, value in current.items()
+            if key not in ("id", "created_at", "updated_at") and key not in unset}
+    body.update(changes)
+    if name is not None:
+        body["name"] = name
+    pipeline = app.api.replace_pipeline(pipeline_id, body)
+    if app.json:
+        app.emit({"pipeline": pipeline})
+    else:
+        app.say(f"Updated pipeline {pipeline['name']} ({pipeline['id']}).")
 
 
 @pipelines.command("delete")

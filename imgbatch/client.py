@@ -26,11 +26,12 @@ GET_ATTEMPTS = 3
 class ApiError(Exception):
     """An error answer from the API, or no answer at all (status None)."""
 
-    def __init__(self, status: int | None, code: str, message: str) -> None:
+    def __init__(self, status: int | None, code: str, message: str, errors: list[dict] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.errors = errors or []  # every problem, [{"field", "message"}], where the API checked input whole
 
     def __str__(self) -> str:
         if self.status is None:
@@ -39,7 +40,7 @@ class ApiError(Exception):
 
 
 def error_from_response(response: httpx.Response) -> ApiError:
-    code, message = "", ""
+    code, message, errors = "", "", []
     try:
         body = response.json()
     except ValueError:
@@ -47,10 +48,14 @@ def error_from_response(response: httpx.Response) -> ApiError:
     if isinstance(body, dict):
         code = str(body.get("Code") or body.get("code") or "")
         message = str(body.get("Message") or body.get("message") or "")
+        raw = body.get("Errors")
+        if isinstance(raw, list):
+            errors = [{"field": str(e.get("field", "")), "message": str(e.get("message", ""))}
+                      for e in raw if isinstance(e, dict)]
     if not message:
         text = response.text.strip()
         message = text[:300] if text else response.reason_phrase or "no details given"
-    return ApiError(response.status_code, code or response.reason_phrase or "Error", message)
+    return ApiError(response.status_code, code or response.reason_phrase or "Error", message, errors)
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,9 @@ class ApiClient:
     def create_pipeline(self, fields: Mapping[str, Any]) -> dict:
         return self._json("POST", "/pipelines", json=dict(fields))["pipeline"]
 
+    def replace_pipeline(self, pipeline_id: str, fields: Mapping[str, Any]) -> dict:
+        return self._json("PUT", f"/pipelines/{pipeline_id}", json=dict(fields))["pipeline"]
+
     def delete_pipeline(self, pipeline_id: str) -> None:
         self._json("DELETE", f"/pipelines/{pipeline_id}")
 
@@ -202,6 +210,14 @@ class ApiClient:
 
     def delete_batch(self, batch_id: str) -> None:
         self._json("DELETE", f"/batches/{batch_id}")
+
+    def results_file(self, batch_id: str, fmt: str) -> dict:
+        """The batch's results export, stored by the service: {"url", "file_name", "expires_at", "size"}."""
+        return self._json("GET", f"/batches/{batch_id}/results", params={"format": fmt, "redirect": "false"})
+
+    def contact_sheet(self, batch_id: str, part: int = 1) -> dict:
+        """One part of the batch's contact sheet (PDF): {"url", "file_name", ..., "part", "parts"}."""
+        return self._json("GET", f"/batches/{batch_id}/contact-sheet", params={"part": part, "redirect": "false"})
 
     def request_archive(self, batch_id: str, *, partial: bool = False) -> ArchiveTicket:
         params = {"partial": "true"} if partial else {}

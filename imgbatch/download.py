@@ -131,6 +131,21 @@ def fetch_archive(
         raise ApiError(None, "NetworkError", f"downloading the archive failed: {exc}") from exc
 
 
+def fetch_file(storage: httpx.Client, url: str, dest_dir: Path, *, name: str, what: str) -> SavedArchive:
+    """Save a presigned URL's object into dest_dir, named by its Content-Disposition, else `name`."""
+    try:
+        with storage.stream("GET", url) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, "StorageError",
+                               f"downloading the {what} from storage failed: {describe_s3_error(response)}")
+            chosen = filename_from_disposition(response.headers.get("content-disposition")) or safe_filename(name)
+            saved = _save(response, dest_dir, chosen or "download", lambda n: None)
+            return SavedArchive(path=saved.path, size=saved.size)
+    except httpx.HTTPError as exc:
+        raise ApiError(None, "NetworkError", f"downloading the {what} failed: {exc}") from exc
+
+
 def _save(response: httpx.Response, dest_dir: Path, name: str, on_bytes: Callable[[int], None]) -> SavedArchive:
     dest_dir.mkdir(parents=True, exist_ok=True)
     # Write next to the target and rename: a half-written ZIP never carries the final name.

@@ -37,6 +37,20 @@ STATUS_STYLES = {
 
 __all__ = ["human_size"]
 
+# Error codes whose name alone does not say what to do (the web UI labels them the same way,
+# web/format.js ERROR_LABELS); the others read well as they are.
+ERROR_LABELS = {
+    "exceeds_max_bytes": "over the pipeline's max_bytes even at the lowest quality",
+}
+
+
+def error_text(error: dict) -> str:
+    """'exceeds_max_bytes (over the pipeline's max_bytes ...): message'; unknown codes as they are."""
+    code = error.get("code") or ""
+    label = ERROR_LABELS.get(code)
+    head = f"{code} ({label})" if label else code
+    return f"{head}: {error.get('message')}"
+
 
 def status_text(status: str | None) -> Text:
     return Text(status or "-", style=STATUS_STYLES.get(status or "", ""))
@@ -152,27 +166,32 @@ def details_plain(rows: Sequence[tuple[str, Cell]]) -> str:
                      for label, value in rows)
 
 
-def jobs_grid(jobs: Sequence[dict]) -> Grid:
-    grid = Grid([
+def jobs_grid(jobs: Sequence[dict], *, links: bool = False) -> Grid:
+    columns = [
         Column("file"),
         Column("status"),  # with the name, what the table is for: never dropped
         Column("size", priority=4, justify="right"),
         Column("outputs", priority=3, wrap=12),
         Column("error", priority=2, wrap=16),
-    ])
+    ]
+    if links:  # the preview's short-lived URL, whole (it is only useful whole)
+        columns.append(Column("preview", style="dim"))
+    grid = Grid(columns)
     for job in jobs:
         error = job.get("error")
         outputs = ", ".join(_output_summary(o) for o in job.get("outputs") or [])
-        grid.add(job.get("file_name", ""), status_text(job.get("status")),
-                 human_size(job.get("size") or 0), outputs or "-",
-                 Text(f"{error.get('code')}: {error.get('message')}", style="red") if error else "-")
+        row = [job.get("file_name", ""), status_text(job.get("status")),
+               human_size(job.get("size") or 0), outputs or "-",
+               Text(error_text(error), style="red") if error else "-"]
+        if links:
+            row.append((job.get("preview") or {}).get("url") or "-")
+        grid.add(*row)
     return grid
 
 
 def job_errors(jobs: Sequence[dict]) -> Padding | None:
     """Failed files and why, for a terminal too narrow for the error column (wrapped, not cut)."""
-    lines = [f"{job.get('file_name')}: {job['error'].get('code')}: {job['error'].get('message')}"
-             for job in jobs if job.get("error")]
+    lines = [f"{job.get('file_name')}: {error_text(job['error'])}" for job in jobs if job.get("error")]
     return Padding(Text("\n".join(lines), overflow="fold"), (0, 0, 0, 2)) if lines else None
 
 
@@ -216,14 +235,28 @@ def pipeline_size(p: dict) -> str:
 
 def pipeline_settings(p: dict) -> str:
     parts = [p.get("fit") or "contain"]
-    if p.get("format") in ("jpeg", "webp") and p.get("quality") is not None:
+    if p.get("format") in ("jpeg", "webp", "avif") and p.get("quality") is not None:
         parts.append(f"quality {p['quality']}")
+    if p.get("max_bytes"):
+        parts.append(f"max {human_size(p['max_bytes'])}")
     if p.get("format") == "png" and p.get("compression") is not None:
         parts.append(f"compression {p['compression']}")
+    if p.get("format") == "tiff" and p.get("tiff_compression"):
+        parts.append(p["tiff_compression"])
+    if p.get("trim") is not None:
+        parts.append(f"trim {p['trim']}")
+    if p.get("sharpen"):
+        parts.append(f"sharpen {p['sharpen']}")
+    if p.get("dpi"):
+        parts.append(f"{p['dpi']} dpi")
+    if p.get("embed_icc"):
+        parts.append("sRGB tagged")
     if p.get("upscale"):
         parts.append("upscale")
     if p.get("keep_metadata"):
         parts.append("keep metadata")
+    if p.get("filename"):
+        parts.append(f"names {p['filename']}")
     return ", ".join(parts)
 
 
@@ -245,7 +278,8 @@ def pipeline_details(p: dict) -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     for key in ("name", "id", "format", "width", "height", "fit", "quality", "compression",
-                "background", "keep_metadata", "upscale", "created_at", "updated_at"):
+                "background", "keep_metadata", "upscale", "tiff_compression", "embed_icc", "trim", "dpi",
+                "sharpen", "max_bytes", "filename", "created_at", "updated_at"):
         value = p.get(key)
         if key.endswith("_at"):
             value = short_time(value)

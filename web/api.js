@@ -113,6 +113,17 @@ export const api = {
   cancelBatch: (id) => request("POST", `batches/${encodeURIComponent(id)}/cancel`).then((r) => r.data.batch),
   retryBatch: (id) => request("POST", `batches/${encodeURIComponent(id)}/retry`).then((r) => r.data.batch),
   deleteBatch: (id) => request("DELETE", `batches/${encodeURIComponent(id)}`),
+  /** {url} of one job's output (a short-lived URL, Content-Disposition attachment). */
+  jobOutput: (jobId, pipelineId) =>
+    request("GET", `jobs/${encodeURIComponent(jobId)}/download`, {
+      params: { redirect: "false", pipeline_id: pipelineId },
+    }).then((r) => r.data),
+  /** {url, file_name, expires_at, size} of the batch's results as csv, xlsx or json. */
+  results: (id, format) =>
+    request("GET", `batches/${encodeURIComponent(id)}/results`, { params: { format, redirect: "false" } }).then((r) => r.data),
+  /** {url, file_name, ..., part, parts} of one part of the batch's contact sheet (PDF). */
+  contactSheet: (id, part = 1) =>
+    request("GET", `batches/${encodeURIComponent(id)}/contact-sheet`, { params: { part, redirect: "false" } }).then((r) => r.data),
   /** 200 ready {url, file_name}, 202 building {retry_after}; 409 etc. throw. */
   download: (id, partial) =>
     request("GET", `batches/${encodeURIComponent(id)}/download`, {

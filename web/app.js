@@ -6,6 +6,8 @@
 //   stats.js              statistics cards and status chips
 //   submit.js, uploads.js the "New batch" form (sniff.js, naming.js) and its upload panels
 //   batches.js, detail.js the batch list with live refresh; a batch's files and actions
+//   thumbnails.js         a batch's files as a keyboard-navigable grid of lazy-loaded previews
+//   viewer.js             the larger view of one file: each pipeline's output, a download each
 //   pipelines.js          the Pipelines screen
 //   store.js              the state several screens share, and their notifications
 //   api.js, uploader.js   the HTTP API and presigned S3 uploads

@@ -4,7 +4,7 @@
 import { api, auth } from "./api.js";
 import { loadJobs, renderDetail } from "./detail.js";
 import { $, badge, h, timeEl } from "./dom.js";
-import { FINAL, plural, progressOf, progressText, statusLabel } from "./format.js";
+import { FINAL, plural, progressOf, progressText, sampleText, statusLabel } from "./format.js";
 import { refreshStats } from "./stats.js";
 import { store } from "./store.js";
 import { setFormError, toast } from "./toasts.js";
@@ -191,15 +191,16 @@ function createRow(batch) {
     h("span", { class: "dir mono" }, batch.base_directory_name),
   );
   const desc = h("span", { class: "desc muted small" });
+  const samples = h("span", { class: "samples muted small" });
   const filesCell = h("td", { class: "cell-files", "data-label": "Files" });
   const statusCell = h("td", { class: "cell-status", "data-label": "Status" });
   const progressCell = h("td", { class: "cell-progress", "data-label": "Progress" });
   const createdCell = h("td", { class: "cell-created", "data-label": "Created" });
-  const mainRow = h("tr", { class: "batch-row" }, h("th", { scope: "row", class: "cell-batch" }, toggle, desc), filesCell, statusCell, progressCell, createdCell);
+  const mainRow = h("tr", { class: "batch-row" }, h("th", { scope: "row", class: "cell-batch" }, toggle, desc, samples), filesCell, statusCell, progressCell, createdCell);
   const detail = h("div", { class: "detail" });
   const detailRow = h("tr", { class: "detail-row", id: detailId, hidden: true }, h("td", { colspan: "5" }, detail));
   const tbody = h("tbody", { class: "batch", dataset: { batchId: batch.id } }, mainRow, detailRow);
-  const row = { batch, tbody, toggle, desc, filesCell, statusCell, progressCell, createdCell, detailRow, detail, expanded: false, jobs: null, jobsCursor: null };
+  const row = { batch, tbody, toggle, desc, samples, filesCell, statusCell, progressCell, createdCell, detailRow, detail, expanded: false, jobs: null, jobsCursor: null };
   toggle.addEventListener("click", () => toggleRow(row));
   updateRow(row, batch);
   return row;
@@ -212,6 +213,7 @@ function updateRow(row, batch) {
   if (index >= 0) list.batches[index] = batch;
   row.tbody.dataset.status = batch.status;
   row.desc.textContent = batch.description || "";
+  row.samples.textContent = sampleText(batch);
   row.filesCell.textContent = plural(batch.total_files, "file");
   row.statusCell.replaceChildren(badge(batch.status));
   renderProgress(row);

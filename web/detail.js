@@ -1,15 +1,46 @@
-// A batch's expanded detail: its facts, its files, and the actions on it (download, cancel,
-// retry, delete). The rows themselves belong to batches.js; changes go back through the store.
+// A batch's expanded detail: its facts, its files (thumbnails or a table), and the actions on it
+// (download the ZIP or the results, cancel, retry, delete). The rows themselves belong to
+// batches.js; changes go back through the store.
 
 import { api, auth } from "./api.js";
 import { badge, h, timeEl } from "./dom.js";
-import { FINAL, formatBytes, plural, sleep } from "./format.js";
+import { FINAL, errorLabel, formatBytes, plural, sleep } from "./format.js";
 import { store } from "./store.js";
+import { ThumbGrid } from "./thumbnails.js";
 import { confirmDialog, showError, toast } from "./toasts.js";
 import { uploadedHere } from "./uploads.js";
+import { openViewer } from "./viewer.js";
 
 const downloads = new Set(); // ids of batches whose ZIP is being prepared
 const rows = store.state.rows; // id -> the row shown for it (owned by batches.js)
+const VIEW_KEY = "imgbatch.filesView";
+
+function filesView() {
+  try {
+    return localStorage.getItem(VIEW_KEY) === "table" ? "table" : "grid";
+  } catch {
+    return "grid";
+  }
+}
+
+function setFilesView(row, view) {
+  try {
+    localStorage.setItem(VIEW_KEY, view);
+  } catch {
+    /* private mode: for this page only */
+  }
+  row.view = view;
+  renderDetail(row);
+  row.detail.querySelector(`[data-action="view-${view}"]`)?.focus();
+}
+
+// What "Download results" offers: the export formats and the contact sheet.
+const RESULTS = [
+  { action: "results-csv", label: "Results as CSV", format: "csv" },
+  { action: "results-xlsx", label: "Results as Excel (.xlsx)", format: "xlsx" },
+  { action: "results-json", label: "Results as JSON", format: "json" },
+  { action: "contact-sheet", label: "Contact sheet (PDF)" },
+];
 
 /** Read the batch with (more of) its files; the row follows through "batch-changed". */
 export async function loadJobs(row, { more = false } = {}) {
@@ -52,6 +83,7 @@ export function renderDetail(row) {
     // aria-disabled, not disabled: a focused button keeps focus while the ZIP is prepared.
     h("button", { type: "button", class: "btn btn-small btn-primary", dataset: { action: "download" }, "aria-busy": busy ? "true" : null, "aria-disabled": busy ? "true" : null, onclick: () => downloadZip(row.batch.id) }, busy ? "Preparing ZIP…" : "Download ZIP"),
   );
+  actions.append(resultsMenu(row));
   if (!FINAL.has(batch.status)) {
     actions.append(h("button", { type: "button", class: "btn btn-small btn-secondary", dataset: { action: "cancel" }, onclick: () => cancelBatch(row.batch.id) }, "Cancel"));
   }
@@ -82,10 +114,128 @@ export function renderDetail(row) {
   } else if (!row.jobs) {
     jobsBlock = h("p", { class: "muted", role: "status" }, "Loading files…");
   } else {
-    jobsBlock = jobsTable(row);
+    jobsBlock = filesBlock(row);
   }
+  // The thumbnail grid is kept across renders (its tiles and pictures stay); so is focus in it.
+  const gridFocus = row.grid?.el.contains(document.activeElement) ? document.activeElement : null;
   row.detail.replaceChildren(h("div", { class: "detail-top" }, meta, actions), notice || "", jobsBlock);
-  if (focused) row.detail.querySelector(`[data-action="${focused}"]`)?.focus();
+  if (gridFocus && gridFocus.isConnected) gridFocus.focus({ preventScroll: true });
+  else if (focused) row.detail.querySelector(`[data-action="${focused}"]`)?.focus();
+}
+
+function filesBlock(row) {
+  const { batch } = row;
+  row.view = row.view || filesView();
+  const switcher = h(
+    "div",
+    { class: "view-switch", role: "group", "aria-label": "Show files as" },
+    h("button", { type: "button", class: "btn btn-small btn-quiet", dataset: { action: "view-grid" }, "aria-pressed": String(row.view === "grid"), onclick: () => setFilesView(row, "grid") }, "Thumbnails"),
+    h("button", { type: "button", class: "btn btn-small btn-quiet", dataset: { action: "view-table" }, "aria-pressed": String(row.view === "table"), onclick: () => setFilesView(row, "table") }, "Table"),
+  );
+  const more = row.jobsCursor
+    ? h("button", { type: "button", class: "btn btn-small btn-secondary", onclick: () => loadJobs(row, { more: true }) }, "Load more files")
+    : null;
+  const footer = h("p", { class: "muted small" }, `Showing ${plural(row.jobs.length, "file")} of ${batch.total_files.toLocaleString()}.`, " ", more);
+  return h("div", { class: "files" }, h("div", { class: "files-head" }, h("h3", { class: "visually-hidden" }, "Files"), switcher),
+    row.view === "grid" ? thumbGrid(row) : jobsTable(row), footer);
+}
+
+function thumbGrid(row) {
+  const here = uploadedHere(row.batch.id);
+  if (!row.grid) {
+    row.grid = new ThumbGrid({
+      label: `Files of ${row.batch.base_directory_name}`,
+      onOpen: (job) => openFile(row, job),
+    });
+  }
+  row.grid.update(row.jobs, (job) => (job.status === "awaiting_upload" && here.has(job.file_name) ? "uploaded" : job.status));
+  return row.grid.el;
+}
+
+function openFile(row, job) {
+  const index = row.jobs.findIndex((j) => j.id === job.id);
+  openViewer({
+    jobs: row.jobs,
+    index: Math.max(0, index),
+    pipelines: row.batch.pipelines || [],
+    onClose: (shown) => {
+      if (row.view === "grid" && row.grid) row.grid.focus(shown.id);
+      else row.detail.querySelector(`tr.job[data-job-id="${shown.id}"] .job-open`)?.focus();
+    },
+  });
+}
+
+function resultsMenu(row) {
+  const id = row.batch.id;
+  const menuId = `results-menu-${id}`;
+  const open = Boolean(row.resultsOpen);
+  const toggle = h(
+    "button",
+    { type: "button", class: "btn btn-small btn-secondary", dataset: { action: "results" }, "aria-expanded": String(open), "aria-controls": menuId },
+    "Download results",
+    h("span", { class: "chevron chevron-down", "aria-hidden": "true" }),
+  );
+  const setOpen = (value, focusToggle = false) => {
+    row.resultsOpen = value;
+    renderDetail(row);
+    if (focusToggle) row.detail.querySelector('[data-action="results"]')?.focus();
+  };
+  toggle.addEventListener("click", () => {
+    setOpen(!open);
+    if (!open) row.detail.querySelector(`#${CSS.escape(menuId)} button`)?.focus();
+  });
+  const list = h(
+    "ul",
+    { class: "menu", id: menuId, hidden: !open },
+    RESULTS.map((item) =>
+      h("li", {}, h("button", { type: "button", class: "menu-item", dataset: { action: item.action }, onclick: () => { row.resultsOpen = false; downloadResults(id, item); } },
+        item.label, item.hint ? h("span", { class: "muted small" }, ` (${item.hint})`) : null)),
+    ),
+  );
+  const wrap = h("div", { class: "menu-wrap" }, toggle, list);
+  wrap.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && row.resultsOpen) {
+      event.preventDefault();
+      setOpen(false, true);
+    }
+  });
+  wrap.addEventListener("focusout", (event) => {
+    if (row.resultsOpen && event.relatedTarget && !wrap.contains(event.relatedTarget)) {
+      row.resultsOpen = false;
+      list.hidden = true;
+      toggle.setAttribute("aria-expanded", "false");
+    }
+  });
+  return wrap;
+}
+
+/** Results (csv/xlsx/json) or the contact sheet: the API stores the file and hands out its URL. */
+async function downloadResults(id, item) {
+  const name = nameOf(id) || "batch";
+  setNotice(id, { kind: "info", message: item.format ? `Preparing the results of ${name}…` : `Drawing the contact sheet of ${name}…` });
+  try {
+    const data = item.format ? await api.results(id, item.format) : await api.contactSheet(id, 1);
+    triggerDownload(data.url, data.file_name);
+    let action = null;
+    if (data.parts > 1) {
+      action = h("span", { class: "parts" }, " Other parts: ",
+        Array.from({ length: data.parts - 1 }, (_, n) => h("button", {
+          type: "button", class: "btn btn-small btn-secondary", dataset: { action: `contact-sheet-${n + 2}` },
+          onclick: async () => {
+            try {
+              const part = await api.contactSheet(id, n + 2);
+              triggerDownload(part.url, part.file_name);
+            } catch (err) {
+              showError(err, `Could not get part ${n + 2} of the contact sheet`);
+            }
+          },
+        }, `Part ${n + 2}`)));
+    }
+    setNotice(id, { kind: "success", message: `Downloading ${data.file_name}.${data.parts > 1 ? ` The sheet has ${data.parts} parts of 300 files.` : ""}`, action });
+  } catch (err) {
+    setNotice(id, { kind: "error", message: `Download failed: ${err.message}` });
+    showError(err, `Could not download the ${item.format ? "results" : "contact sheet"} of ${name}`);
+  }
 }
 
 function metaItem(label, value) {
@@ -117,21 +267,19 @@ function jobsTable(row) {
       h(
         "tr",
         { class: "job", dataset: { jobId: job.id, status: job.status } },
-        h("th", { scope: "row", class: "job-name", "data-label": "File" }, job.file_name),
+        h("th", { scope: "row", class: "job-name", "data-label": "File" },
+          h("button", { type: "button", class: "job-open link-button", "aria-label": `View ${job.file_name}`, onclick: () => openFile(row, job) }, job.file_name)),
         h("td", { "data-label": "Size" }, formatBytes(job.size)),
         h("td", { "data-label": "Status" }, badge(status)),
         h("td", { "data-label": "Output" }, outputs.length ? h("ul", { class: "outputs" }, outputs) : h("span", { class: "muted" }, "–")),
         h(
           "td",
           { "data-label": "Error", class: "job-error" },
-          job.error ? [h("code", {}, job.error.code), " ", job.error.message] : h("span", { class: "muted" }, "–"),
+          job.error ? [h("strong", { class: "error-label" }, errorLabel(job.error.code)), " ", h("code", {}, job.error.code), " ", job.error.message] : h("span", { class: "muted" }, "–"),
         ),
       ),
     );
   }
-  const more = row.jobsCursor
-    ? h("button", { type: "button", class: "btn btn-small btn-secondary", onclick: () => loadJobs(row, { more: true }) }, "Load more files")
-    : null;
   return h(
     "div",
     { class: "jobs-wrap" },
@@ -142,7 +290,6 @@ function jobsTable(row) {
       h("thead", {}, h("tr", {}, ["File", "Size", "Status", "Output", "Error"].map((t) => h("th", { scope: "col" }, t)))),
       body,
     ),
-    h("p", { class: "muted small" }, `Showing ${plural(row.jobs.length, "file")} of ${batch.total_files.toLocaleString()}.`, " ", more),
   );
 }
 

@@ -49,3 +49,25 @@ export function progressText(p) {
   if (p.cancelled) parts.push(`${p.cancelled.toLocaleString()} cancelled`);
   return parts.join(" · ");
 }
+
+// Job error codes in words (the CLI explains the less obvious ones the same way, imgbatch/render.py).
+export const ERROR_LABELS = {
+  not_an_image: "Not an image",
+  unsupported_format: "Image type not supported",
+  too_many_pixels: "Too many pixels",
+  corrupt_image: "Damaged image",
+  output_too_large: "Output too large",
+  exceeds_max_bytes: "Over the size limit (max bytes) even at the lowest quality",
+  size_mismatch: "Stored size differs from the declared size",
+  upload_expired: "Not uploaded in time",
+  missing_upload: "Upload missing",
+};
+
+export const errorLabel = (code) => ERROR_LABELS[code] || String(code || "").replaceAll("_", " ");
+
+/** "a.png, b.png, c.png +17 more": the batch's first file names (the grouped-jobs view). */
+export function sampleText(batch) {
+  const names = batch.sample_file_names || [];
+  const rest = (Number(batch.total_files) || 0) - names.length;
+  return names.join(", ") + (rest > 0 ? ` +${rest.toLocaleString()} more` : "");
+}

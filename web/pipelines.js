@@ -1,9 +1,32 @@
 // The Pipelines screen: the list of processing presets and the create/edit form.
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { $, h } from "./dom.js";
+import { formatBytes } from "./format.js";
 import { store } from "./store.js";
 import { confirmDialog, setFormError, toast } from "./toasts.js";
+
+// Form control of each pipeline field the API may name in its Errors list.
+const CONTROLS = {
+  name: "#pl-name", format: "#pl-format", fit: "#pl-fit", width: "#pl-width", height: "#pl-height",
+  quality: "#pl-quality", compression: "#pl-compression", background: "#pl-background",
+  keep_metadata: "#pl-keep-metadata", upscale: "#pl-upscale", tiff_compression: "#pl-tiff-compression",
+  embed_icc: "#pl-embed-icc", trim: "#pl-trim", dpi: "#pl-dpi", sharpen: "#pl-sharpen",
+  max_bytes: "#pl-max-bytes", filename: "#pl-filename",
+};
+
+/** What a pipeline does beyond format and size, in a few words. */
+export function pipelineExtras(p) {
+  return [
+    p.max_bytes ? `max ${formatBytes(p.max_bytes)}` : null,
+    p.format === "tiff" && p.tiff_compression ? `${String(p.tiff_compression).toUpperCase()} compressed` : null,
+    p.trim !== null && p.trim !== undefined ? `trim ${p.trim}` : null,
+    p.sharpen ? `sharpen ${p.sharpen}%` : null,
+    p.dpi ? `${p.dpi} dpi` : null,
+    p.embed_icc ? "sRGB tagged" : null,
+    p.filename ? `names ${p.filename}` : null,
+  ].filter(Boolean);
+}
 
 export function describePipeline(p) {
   const size = p.width || p.height ? `${p.width || "auto"}×${p.height || "auto"}` : "original size";
@@ -31,8 +54,8 @@ function renderTable() {
   $("#pipelines-empty").hidden = pipelines.length > 0;
   $("#pipeline-table").hidden = pipelines.length === 0;
   for (const p of pipelines) {
-    const quality = p.format === "png" ? `compression ${p.compression}` : `quality ${p.quality}`;
-    const options = [p.keep_metadata ? "keeps metadata" : null, p.upscale ? "upscales" : null].filter(Boolean);
+    const quality = p.format === "png" ? `compression ${p.compression}` : p.format === "tiff" ? "lossless" : `quality ${p.quality}`;
+    const options = [p.keep_metadata ? "keeps metadata" : null, p.upscale ? "upscales" : null, ...pipelineExtras(p)].filter(Boolean);
     rows.append(
       h(
         "tr",
@@ -75,7 +98,46 @@ function resetForm() {
   $("#pipeline-form-title").textContent = "New pipeline";
   $("#pipeline-save").textContent = "Create pipeline";
   $("#pipeline-cancel-edit").hidden = true;
+  clearFieldErrors();
+}
+
+function clearFieldErrors() {
   $("#pipeline-form-error").textContent = "";
+  for (const selector of Object.values(CONTROLS)) {
+    const control = $(selector);
+    control.removeAttribute("aria-invalid");
+    const note = $(`${selector}-error`);
+    if (note) {
+      note.remove();
+      control.setAttribute("aria-describedby", (control.getAttribute("aria-describedby") || "").replace(note.id, "").trim());
+      if (!control.getAttribute("aria-describedby")) control.removeAttribute("aria-describedby");
+    }
+  }
+}
+
+/** The API's every problem: a summary above the buttons, and each message beside its field. */
+function showFieldErrors(err) {
+  const errors = err instanceof ApiError && Array.isArray(err.body?.Errors) ? err.body.Errors : [];
+  const summary = $("#pipeline-form-error");
+  if (errors.length < 2) setFormError(summary, err);
+  else {
+    summary.replaceChildren(`Fix ${errors.length} problems:`, h("ul", {}, errors.map((e) => h("li", {}, e.message))));
+  }
+  let first = null;
+  for (const { field, message } of errors) {
+    const selector = CONTROLS[field];
+    if (!selector) continue;
+    const control = $(selector);
+    const id = `${selector.slice(1)}-error`;
+    control.setAttribute("aria-invalid", "true");
+    if (!$(`#${id}`)) {
+      const note = h("p", { class: "field-error", id }, message);
+      (control.closest(".field") || control.closest(".check") || control.parentElement).append(note);
+      control.setAttribute("aria-describedby", `${control.getAttribute("aria-describedby") || ""} ${id}`.trim());
+    }
+    first = first || control;
+  }
+  first?.focus();
 }
 
 function editPipeline(p) {
@@ -92,6 +154,13 @@ function editPipeline(p) {
   $("#pl-background-value").textContent = $("#pl-background").value;
   $("#pl-keep-metadata").checked = Boolean(p.keep_metadata);
   $("#pl-upscale").checked = Boolean(p.upscale);
+  $("#pl-embed-icc").checked = Boolean(p.embed_icc);
+  $("#pl-tiff-compression").value = p.tiff_compression || "deflate";
+  $("#pl-trim").value = p.trim ?? "";
+  $("#pl-dpi").value = p.dpi ?? "";
+  $("#pl-sharpen").value = p.sharpen ?? 0;
+  $("#pl-max-bytes").value = p.max_bytes ?? "";
+  $("#pl-filename").value = p.filename ?? "";
   $("#pipeline-form-title").textContent = `Edit pipeline “${p.name}”`;
   $("#pipeline-save").textContent = "Save changes";
   $("#pipeline-cancel-edit").hidden = false;
@@ -117,6 +186,13 @@ function formSpec() {
     background: $("#pl-background").value,
     keep_metadata: $("#pl-keep-metadata").checked,
     upscale: $("#pl-upscale").checked,
+    tiff_compression: $("#pl-tiff-compression").value,
+    embed_icc: $("#pl-embed-icc").checked,
+    trim: num("#pl-trim"),
+    dpi: num("#pl-dpi"),
+    sharpen: num("#pl-sharpen"),
+    max_bytes: num("#pl-max-bytes"),
+    filename: $("#pl-filename").value.trim() || undefined,
   };
   for (const key of Object.keys(spec)) if (spec[key] === undefined) delete spec[key];
   return spec;
@@ -125,9 +201,8 @@ function formSpec() {
 async function savePipeline(event) {
   event.preventDefault();
   const id = $("#pl-id").value;
-  const error = $("#pipeline-form-error");
   const button = $("#pipeline-save");
-  error.textContent = "";
+  clearFieldErrors();
   button.disabled = true;
   try {
     const saved = id ? await api.replacePipeline(id, formSpec()) : await api.createPipeline(formSpec());
@@ -135,7 +210,7 @@ async function savePipeline(event) {
     resetForm();
     await loadPipelines();
   } catch (err) {
-    setFormError(error, err);
+    showFieldErrors(err);
   } finally {
     button.disabled = false;
   }

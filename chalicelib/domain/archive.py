@@ -113,6 +113,35 @@ def plan_archive(
     templates' ``{prefix}`` and ``{date}``.
     """
     base = safe_entry_name(base_directory_name)
+    jobs, folders, given = _name_outputs(base_directory_name, jobs, pipeline_names, batch_fields)
+    order = {pid: n for n, pid in enumerate(folders)}
+    entries = []
+    for (i, j), rel in given.items():
+        out = _outputs(jobs[i])[j]
+        entries.append((order.get(out.pipeline_id, 0), i, PlannedEntry(f"{base}/{rel}", out.key, out.size)))
+    entries.sort(key=lambda e: e[:2])
+    return [e for _, _, e in entries], _manifest(jobs, given)
+
+
+def output_names(
+    base_directory_name: str,
+    jobs: Iterable[ArchiveJob],
+    pipeline_names: Sequence[str],
+    batch_fields: Mapping[str, str] | None = None,
+) -> dict[tuple[str, str], str]:
+    """(file name, pipeline id) -> the output's path in the ZIP relative to the base folder, as
+    the manifest's ``output name`` column gives it (file names are unique within a batch)."""
+    jobs, _, given = _name_outputs(base_directory_name, jobs, pipeline_names, batch_fields)
+    return {(jobs[i].file_name, _outputs(jobs[i])[j].pipeline_id): rel for (i, j), rel in given.items()}
+
+
+def _name_outputs(
+    base_directory_name: str,
+    jobs: Iterable[ArchiveJob],
+    pipeline_names: Sequence[str],
+    batch_fields: Mapping[str, str] | None,
+) -> tuple[list[ArchiveJob], dict[str, str], dict[tuple[int, int], str]]:
+    """(jobs by file name, pipeline id -> folder, (job index, output index) -> relative path)."""
     several = len(pipeline_names) > 1
     jobs = sorted(jobs, key=lambda j: j.file_name)
 
@@ -131,14 +160,7 @@ def plan_archive(
         unique = _unique_names([n for _, _, n in names], reserved)
         for (i, j, _), name in zip(names, unique):
             given[i, j] = f"{folder}/{name}" if folder else name
-
-    order = {pid: n for n, pid in enumerate(folders)}
-    entries = []
-    for (i, j), rel in given.items():
-        out = _outputs(jobs[i])[j]
-        entries.append((order.get(out.pipeline_id, 0), i, PlannedEntry(f"{base}/{rel}", out.key, out.size)))
-    entries.sort(key=lambda e: e[:2])
-    return [e for _, _, e in entries], _manifest(jobs, given)
+    return jobs, folders, given
 
 
 def stream_zip(
@@ -257,5 +279,9 @@ def _manifest(jobs: list[ArchiveJob], given: dict[tuple[int, int], str]) -> byte
 
 
 def _cells(*values: object) -> list[object]:
-    return [f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA_PREFIXES) else v
-            for v in values]
+    return [spreadsheet_safe(v) for v in values]
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet will show as text, never evaluate (CSV files)."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES) else value

@@ -22,6 +22,7 @@ def preview_key(batch_id: str, job_id: str) -> str:
 
 
 def archive_key(batch_id: str, fingerprint: str, file_name: str) -> str:
+    """Files built on request for download: ZIPs, results exports, contact sheets."""
     return f"{ARCHIVE_PREFIX}{batch_id}/{fingerprint}/{file_name}"
 
 

@@ -1,7 +1,9 @@
 """API shapes of batches, jobs and uploads (API.md: B, J, U)."""
 from __future__ import annotations
 
-from ..domain.batches import percent
+from typing import Callable
+
+from ..domain.batches import JOB_COMPLETED, percent
 
 BATCH_FIELDS = ("id", "owner", "customer_prefix", "batch_date", "batch_counter", "base_directory_name",
                 "description", "pipeline_ids", "total_pipelines", "total_files", "total_size", "status",
@@ -19,14 +21,25 @@ def batch_view(b: dict) -> dict:
     return out
 
 
-def job_view(j: dict) -> dict:
+def job_view(j: dict, preview_url: Callable[[str], str] | None = None) -> dict:
+    """J. `preview_url` turns a preview's key into a short-lived URL; without it (or before the
+    job is completed, or for jobs finished before previews existed) `preview` is null."""
     error = {"code": j["error_code"], "message": j.get("error_message") or ""} if j.get("error_code") else None
     return {
         "id": j["job_id"], "file_name": j["file_name"], "size": int(j["size"]),
         "content_type": j.get("content_type"), "status": j["status"], "error": error,
-        "outputs": j.get("outputs") or [], "created_at": j["created_at"], "updated_at": j.get("updated_at"),
+        "outputs": j.get("outputs") or [], "preview": preview_view(j, preview_url),
+        "created_at": j["created_at"], "updated_at": j.get("updated_at"),
         "started_at": j.get("started_at"), "completed_at": j.get("completed_at"),
     }
+
+
+def preview_view(j: dict, preview_url: Callable[[str], str] | None) -> dict | None:
+    preview = j.get("preview")
+    if not preview or preview_url is None or j["status"] != JOB_COMPLETED:
+        return None
+    return {"url": preview_url(preview["key"]), "width": int(preview["width"]), "height": int(preview["height"]),
+            "format": preview["format"]}
 
 
 def upload_view(job: dict, presigned: dict, expires_at: str) -> dict:

@@ -17,12 +17,13 @@ def security_headers(storage_origins: list[str]) -> dict[str, str]:
 
     The page runs only its own files: no inline script or style attribute (web/ has none),
     no plugins, frames or foreign forms, and it cannot be framed (clickjacking). It talks to
-    the API (same origin) and, for presigned uploads and downloads, to the storage origins."""
+    the API (same origin) and, for presigned uploads and downloads, to the storage origins,
+    from which it also shows images (previews and outputs are presigned S3 URLs)."""
     policy = {
         "default-src": ["'none'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
-        "img-src": ["'self'"],
+        "img-src": ["'self'", *storage_origins],
         "connect-src": ["'self'", *storage_origins],
         "base-uri": ["'none'"],
         "form-action": ["'none'"],

@@ -99,6 +99,8 @@ class FakeService:
     uploaded_lags: bool = False
     last_batch_body: dict | None = None
     last_pipeline_body: dict | None = None
+    staged: dict[str, tuple] = field(default_factory=dict)  # S3 key -> (bytes, content type, file name)
+    sheet_part_files: int = 300
     _clock: int = 0
     _counters: Counter = field(default_factory=Counter)
 
@@ -160,6 +162,8 @@ class FakeService:
                 job["outputs"] = [{"pipeline_id": pid, "key": f"outputs/{job['id']}/{pid}",
                                    "format": "jpeg", "width": 800, "height": 600, "size": 1234}
                                   for pid in batch["pipeline_ids"]]
+                job["preview"] = {"url": f"{S3}/outputs/{job['id']}/preview.webp?X-Amz-Signature=abc",
+                                  "width": 320, "height": 240, "format": "webp"}
                 batch["progress"]["succeeded"] += 1
         self._derive_status(batch)
 
@@ -173,6 +177,9 @@ class FakeService:
         ("POST", r"/pipelines", "create_pipeline"),
         ("GET", r"/pipelines/(?P<pid>[^/]+)", "get_pipeline"),
         ("DELETE", r"/pipelines/(?P<pid>[^/]+)", "delete_pipeline"),
+        ("PUT", r"/pipelines/(?P<pid>[^/]+)", "replace_pipeline"),
+        ("GET", r"/batches/(?P<bid>[^/]+)/results", "results"),
+        ("GET", r"/batches/(?P<bid>[^/]+)/contact-sheet", "contact_sheet"),
         ("POST", r"/batches", "post_batches"),
         ("GET", r"/batches", "list_batches"),
         ("GET", r"/batches/stats", "stats"),
@@ -200,16 +207,69 @@ class FakeService:
     def _list_pipelines(self, request, query):
         return httpx.Response(200, json={"pipelines": list(self.pipelines.values())})
 
+    def _validated(self, body: dict):
+        """The service's own pipeline rules, so the CLI meets its exact messages and Errors list."""
+        from chalicelib.domain.pipelines import validate_pipeline
+        from chalicelib.domain.validation import Invalid
+        try:
+            return validate_pipeline(body), None
+        except Invalid as exc:
+            return None, httpx.Response(400, json={"Code": "BadRequestError", "Message": exc.message,
+                                                   **({"Errors": exc.errors} if exc.errors else {})})
+
     def _create_pipeline(self, request, query):
         body = json.loads(request.content)
-        if not body.get("name"):
-            return error(400, "BadRequestError", "name is required")
-        if any(p["name"].casefold() == body["name"].casefold() for p in self.pipelines.values()):
-            return error(409, "ConflictError", f"a pipeline named {body['name']!r} already exists")
-        if body.get("format", "jpeg") not in ("png", "jpeg", "webp"):
-            return error(400, "BadRequestError", "format must be png, jpeg or webp")
         self.last_pipeline_body = body
-        return httpx.Response(201, json={"pipeline": self.add_pipeline(**body)})
+        spec, problem = self._validated(body)
+        if problem:
+            return problem
+        if any(p["name"].casefold() == spec["name"].casefold() for p in self.pipelines.values()):
+            return error(409, "ConflictError", f"a pipeline named {spec['name']!r} already exists")
+        return httpx.Response(201, json={"pipeline": self.add_pipeline(**spec)})
+
+    def _replace_pipeline(self, request, query, pid):
+        if pid not in self.pipelines:
+            return error(404, "NotFoundError", f"pipeline {pid} not found")
+        body = json.loads(request.content)
+        self.last_pipeline_body = body
+        spec, problem = self._validated(body)
+        if problem:
+            return problem
+        current = self.pipelines[pid]
+        self.pipelines[pid] = {"id": pid, "created_at": current["created_at"], **spec, "updated_at": self._now()}
+        return httpx.Response(200, json={"pipeline": self.pipelines[pid]})
+
+    def _staged(self, bid: str, query: dict, name: str, content: bytes, content_type: str, **extra):
+        key = f"staged/{bid}/{name}"
+        self.staged[key] = (content, content_type, name)
+        url = f"{S3}/{key}?X-Amz-Signature=abc"
+        if query.get("redirect") == "false":
+            return httpx.Response(200, json={"url": url, "file_name": name, "expires_at": "2025-11-05T15:00:00Z",
+                                             "size": len(content), **extra})
+        return httpx.Response(302, headers={"Location": url})
+
+    def _results(self, request, query, bid):
+        if bid not in self.batches:
+            return error(404, "NotFoundError", f"batch {bid} not found")
+        fmt = query.get("format", "csv")
+        if fmt not in ("csv", "xlsx", "json"):
+            return error(400, "BadRequestError", f"format must be one of: csv, xlsx, json; got {fmt!r}")
+        rows = [f"{j['file_name']},{j['status']}" for j in self.jobs[bid]]
+        body = ("file,status\r\n" + "\r\n".join(rows)).encode() if fmt != "json" else json.dumps(rows).encode()
+        return self._staged(bid, query, f"{self.batches[bid]['base_directory_name']}-results.{fmt}", body,
+                            "text/csv")
+
+    def _contact_sheet(self, request, query, bid):
+        if bid not in self.batches:
+            return error(404, "NotFoundError", f"batch {bid} not found")
+        parts = max(1, -(-len(self.jobs[bid]) // self.sheet_part_files))
+        part = int(query.get("part", 1))
+        if not 1 <= part <= parts:
+            return error(400, "BadRequestError", f"part must be between 1 and {parts}, got {part}")
+        base = self.batches[bid]["base_directory_name"]
+        name = f"{base}-contact-sheet.pdf" if parts == 1 else f"{base}-contact-sheet-part-{part}-of-{parts}.pdf"
+        return self._staged(bid, query, name, f"%PDF-1.4 part {part}".encode(), "application/pdf",
+                            part=part, parts=parts)
 
     def _get_pipeline(self, request, query, pid):
         if pid not in self.pipelines:
@@ -247,7 +307,7 @@ class FakeService:
         uploads = []
         for spec in body["files"]:
             job = {"id": str(uuid.uuid4()), "file_name": spec["name"], "size": spec["size"],
-                   "status": "awaiting_upload", "error": None, "outputs": [],
+                   "status": "awaiting_upload", "error": None, "outputs": [], "preview": None,
                    "created_at": self._now(), "started_at": None, "completed_at": None}
             self.jobs[batch_id].append(job)
             key = f"uploads/{batch_id}/{job['id']}/{spec['name']}"
@@ -409,6 +469,10 @@ class FakeService:
             return self._s3_post(request)
         if request.method == "GET" and request.url.path.startswith("/archives/"):
             return self._s3_archive(request)
+        if request.method == "GET" and request.url.path.lstrip("/") in self.staged:
+            content, content_type, name = self.staged[request.url.path.lstrip("/")]
+            return httpx.Response(200, content=content, headers={
+                "Content-Type": content_type, "Content-Disposition": f'attachment; filename="{name}"'})
         return s3_error(404, "NoSuchKey", "The specified key does not exist.")
 
     def _s3_post(self, request: httpx.Request) -> httpx.Response:

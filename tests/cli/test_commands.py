@@ -274,17 +274,70 @@ def test_pipelines_create_sends_only_given_options(run, fake):
     assert fake.last_pipeline_body == {"name": "plain"}
 
 
-def test_pipelines_create_validates_locally(run, fake):
-    assert run("pipelines", "create", "--name", "x", "--quality", "0").exit_code == 2
-    assert run("pipelines", "create", "--name", "x", "--background", "white").exit_code == 2
-    assert run("pipelines", "create", "--name", "x", "--format", "gif").exit_code == 2
+def test_pipelines_create_reports_every_problem_the_api_finds(run, fake):
+    """Values go to the API as given: one run lists every problem, each field on its own line."""
+    result = run("pipelines", "create", "--name", "x", "--format", "gif", "--width", "-5", "--quality", "200",
+                 "--background", "white", "--max-bytes", "2M")
+    assert result.exit_code == 3 and fake.pipelines == {}
+    assert "Error: 4 problems: format must be one of: png, jpeg, webp, avif, tiff" in result.stderr
+    lines = [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert [line.split(":", 1)[0] for line in lines] == ["format", "width", "quality", "background"]
+    assert "  width: width must be between 1 and 16384, got -5" in result.stderr
+    assert fake.last_pipeline_body["max_bytes"] == 2 * 1024 * 1024
+    # click still checks what is not a value judgement: types and missing names
+    assert run("pipelines", "create", "--name", "x", "--width", "wide").exit_code == 2
     assert run("pipelines", "create", "--format", "png").exit_code == 2
-    assert fake.pipelines == {}
+
+
+def test_pipelines_create_every_issue_17_option(run, fake):
+    created = run("pipelines", "create", "--name", "print", "--format", "TIF", "--width", "2000", "--height",
+                  "2000", "--fit", "pad", "--tiff-compression", "lzw", "--embed-icc", "--trim", "5", "--dpi", "300",
+                  "--sharpen", "80", "--filename", "{prefix}_{counter:04}.{ext}", "--background", "ffffff")
+    assert created.exit_code == 0, created.output
+    assert fake.last_pipeline_body == {
+        "name": "print", "format": "tiff", "width": 2000, "height": 2000, "fit": "pad", "tiff_compression": "lzw",
+        "embed_icc": True, "trim": 5, "dpi": 300, "sharpen": 80, "filename": "{prefix}_{counter:04}.{ext}",
+        "background": "#ffffff"}
+    listed = run("pipelines", "list").stdout
+    assert "pad, lzw, trim 5, sharpen 80, 300 dpi, sRGB tagged, names {prefix}_{counter:04}.{ext}" in listed
+    shown = run("pipelines", "show", "print").stdout
+    assert "tiff_compression  lzw" in shown and "filename          {prefix}_{counter:04}.{ext}" in shown
+    small = run("pipelines", "create", "--name", "small", "--format", "webp", "--max-bytes", "500K")
+    assert small.exit_code == 0 and fake.last_pipeline_body["max_bytes"] == 500 * 1024
+    assert "max 512.0 kB" in run("pipelines", "list").stdout
+
+
+def test_pipelines_update_merges_the_flags_into_what_is_stored(run, fake):
+    stored = fake.add_pipeline("web", format="jpeg", width=800, quality=70, trim=3, filename="{stem}_web.{ext}")
+    result = run("pipelines", "update", "web", "--quality", "90", "--max-bytes", "300000", "--unset", "trim",
+                 "--unset", "filename")
+    assert result.exit_code == 0, result.output
+    assert "Updated pipeline web" in result.stdout
+    put = [r for r in fake.api_requests if r.method == "PUT"][-1]
+    assert put.url.path == f"/pipelines/{stored['id']}"
+    body = json.loads(put.content)
+    assert body["quality"] == 90 and body["max_bytes"] == 300000 and body["width"] == 800
+    assert "trim" not in body and "filename" not in body and "id" not in body and "created_at" not in body
+    assert fake.pipelines[stored["id"]]["trim"] is None and fake.pipelines[stored["id"]]["quality"] == 90
+    renamed = run("pipelines", "update", stored["id"], "--name", "web-large", "--json")
+    assert json.loads(renamed.stdout)["pipeline"]["name"] == "web-large"
+
+
+def test_pipelines_update_shows_every_problem_and_changes_nothing(run, fake):
+    stored = fake.add_pipeline("web", format="jpeg", width=800)
+    result = run("pipelines", "update", "web", "--format", "png", "--max-bytes", "100", "--sharpen", "900")
+    assert result.exit_code == 3
+    assert "  sharpen: sharpen must be between 0 and 500, got 900" in result.stderr
+    assert "  max_bytes: max_bytes must be between 1024 and 104857600, got 100" in result.stderr
+    assert fake.pipelines[stored["id"]]["format"] == "jpeg"
+    assert run("pipelines", "update", "web").exit_code == 2   # nothing to change
+    both = run("pipelines", "update", "web", "--trim", "3", "--unset", "trim")
+    assert both.exit_code == 2 and "contradict" in both.stderr
 
 
 def test_pipelines_create_conflict_shows_api_message(run, fake):
     fake.add_pipeline("web")
-    result = run("pipelines", "create", "--name", "WEB")
+    result = run("pipelines", "create", "--name", "WEB", "--format", "png")
     assert result.exit_code == 3
     assert "a pipeline named 'WEB' already exists (HTTP 409 ConflictError)" in result.stderr
 
@@ -352,7 +405,10 @@ def test_network_error_on_post_is_not_retried(run, fake):
         (["wait", "{id}"], "batch"),
         (["pipelines", "list"], "pipelines"),
         (["pipelines", "show", "web"], "pipeline"),
-        (["pipelines", "create", "--name", "new"], "pipeline"),
+        (["pipelines", "create", "--name", "new", "--format", "png"], "pipeline"),
+        (["pipelines", "update", "web", "--dpi", "72"], "pipeline"),
+        (["results", "{id}", "-o", "{tmp}"], "path"),
+        (["contact-sheet", "{id}", "-o", "{tmp}"], "files"),
         (["pipelines", "delete", "web", "--yes"], "deleted"),
     ],
 )
@@ -366,3 +422,47 @@ def test_json_output_is_parseable(run, three_batches, tmp_path, command, key, po
     assert result.exit_code in (0, 1), result.output
     data = json.loads(result.stdout)
     assert key in data
+
+
+# -- results, contact sheet, previews -----------------------------------------------------------
+
+
+def test_results_saves_the_staged_file_under_its_name(run, fake, three_batches, tmp_path):
+    batch = three_batches[0]
+    result = run("results", batch["base_directory_name"], "--format", "xlsx", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    saved = tmp_path / f"{batch['base_directory_name']}-results.xlsx"
+    assert saved.read_bytes().startswith(b"file,status")
+    assert f"Saved {saved}" in result.stdout
+    request = [r for r in fake.api_requests if r.url.path.endswith("/results")][-1]
+    assert request.url.params["format"] == "xlsx" and request.url.params["redirect"] == "false"
+    assert not [r for r in fake.s3_requests if "authorization" in r.headers]   # the token stays with the API
+    assert run("results", batch["id"], "--format", "xls").exit_code == 2
+
+
+def test_contact_sheet_saves_every_part(run, fake, tmp_path):
+    fake.sheet_part_files = 2
+    batch = fake.add_batch(["a.png", "b.png", "c.png", "d.png", "e.png"])
+    result = run("contact-sheet", batch["id"], "-o", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    base = batch["base_directory_name"]
+    assert names == [f"{base}-contact-sheet-part-{n}-of-3.pdf" for n in (1, 2, 3)]
+    assert (tmp_path / names[1]).read_bytes() == b"%PDF-1.4 part 2"
+    only = run("contact-sheet", batch["id"], "--part", "3", "-o", str(tmp_path / "one"), "--json")
+    assert [f["part"] for f in json.loads(only.stdout)["files"]] == [3]
+    assert run("contact-sheet", batch["id"], "--part", "4").exit_code == 3
+
+
+def test_show_links_adds_the_preview_urls_and_labels_max_bytes(run, fake):
+    fake.add_pipeline("small", max_bytes=2048)
+    fake.failing_files["big.png"] = ("exceeds_max_bytes", "the JPEG output is 9,000 bytes even at quality 10")
+    batch = fake.add_batch(["ok.png", "big.png"])
+    result = run("show", batch["id"], "--links")
+    table = result.stdout.splitlines()
+    header = next(line for line in table if line.startswith("file\t")).split("\t")
+    assert header[-1] == "preview"
+    rows = {line.split("\t")[0]: line.split("\t") for line in table if "\t" in line}
+    assert rows["ok.png"][-1].startswith("https://s3.fake.test/outputs/") and rows["big.png"][-1] == "-"
+    assert rows["big.png"][4] == ("exceeds_max_bytes (over the pipeline's max_bytes even at the lowest quality): "
+                                  "the JPEG output is 9,000 bytes even at quality 10")

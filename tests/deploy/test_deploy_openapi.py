@@ -74,6 +74,12 @@ def test_the_extras_beyond_api_md_are_described(spec):
     assert {p["name"] for p in download["parameters"]} == {"partial", "redirect"}
     assert "pipelines" in schemas["Batch"]["properties"]
     assert {"content_type", "updated_at"} <= set(schemas["Job"]["properties"])
+    assert "preview" in schemas["Job"]["required"] and schemas["Preview"]["required"] == ["url", "width", "height",
+                                                                                          "format"]
+    results = spec["paths"]["/batches/{batch_id}/results"]["get"]
+    assert {p["name"] for p in results["parameters"]} == {"format", "redirect"}
+    assert {p["name"] for p in spec["paths"]["/batches/{batch_id}/contact-sheet"]["get"]["parameters"]} == {
+        "part", "redirect"}
 
 
 def test_the_api_serves_this_file():

@@ -142,11 +142,26 @@ assert imaging.sniff_format(buf.getvalue()) == "HEIF"
 outs = imaging.render(buf.getvalue(), [imaging.RenderSpec(f, width=32) for f in imaging.FORMATS], preview=True)
 assert [(o.format, o.width, o.height) for o in outs] == [(f, 32, 24) for f in imaging.FORMATS]
 assert outs.preview.format == "webp"
+# XLSX results export: XlsxWriter from the zip, in constant_memory mode as services/results.py uses it
+import xlsxwriter, tempfile
+assert xlsxwriter.__file__.startswith({str(extracted)!r}), xlsxwriter.__file__
+from chalicelib.domain.results import write_xlsx, COLUMNS, NUMERIC
+with tempfile.TemporaryFile() as tmp:
+    write_xlsx([{{c: 1 if c in NUMERIC else "=1+1" for c in COLUMNS}}], tmp)
+    assert tmp.tell() > 1000
 print("ok", PIL.__version__, pillow_heif.__version__)
 """
     result = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"}, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("ok"), result.stderr[-3000:]
+
+
+def test_the_xlsx_writer_is_small_and_pure_python(zip_path):
+    """XlsxWriter for the results export: no compiled code, well under 1 MB compressed."""
+    with zipfile.ZipFile(zip_path) as z:
+        infos = [i for i in z.infolist() if i.filename.startswith("xlsxwriter/")]
+    assert infos and not [i.filename for i in infos if i.filename.endswith(".so")]
+    assert sum(i.compress_size for i in infos) < 1024 * 1024, sum(i.compress_size for i in infos)
 
 
 def test_web_ui_and_openapi_spec_are_in_the_zip(names, extracted):

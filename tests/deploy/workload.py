@@ -173,6 +173,9 @@ class Workload:
         self.http("GET", f"/jobs/{job_id}/download?redirect=false&pipeline_id={web['id']}", expect=200)
         self.http("GET", f"/batches/{bid}/download?redirect=false", expect=200)   # built inline
         self.http("GET", f"/batches/{bid}/download", expect=302)                  # cached now
+        self.http("GET", f"/batches/{bid}/results?format=xlsx&redirect=false", expect=200)   # staged in S3
+        self.http("GET", f"/batches/{bid}/results?format=csv", expect=302)
+        self.http("GET", f"/batches/{bid}/contact-sheet?redirect=false", expect=200)        # reads the previews
 
         # retry: the bad file is stored, so it goes round again (and fails again)
         self.http("POST", f"/batches/{bid}/retry", expect=200)
@@ -208,12 +211,14 @@ class Workload:
                                                                           uploads2[2]["fields"]["key"])])
 
         # expiry: one upload never comes; S3 has the other, whose notification is still queued
-        wiring.reset(replace(self.settings, upload_ttl_seconds=2, expiry_grace_seconds=0))
+        # The TTL leaves room for a slow create: expiry times are whole seconds, and a batch whose
+        # uploads expire before they are signed gets no upload links (on a loaded 2-core VM, >1 s).
+        wiring.reset(replace(self.settings, upload_ttl_seconds=5, expiry_grace_seconds=0))
         batch3, uploads3 = self.new_batch([web["id"]], [
             {"name": "late.png", "size": 10, "content_type": "image/png"},
             {"name": "stored.png", "size": len(_image("PNG")), "content_type": "image/png"}])
         self.upload(uploads3[1], _image("PNG"))
-        time.sleep(2.2)
+        time.sleep(5.2)
         assert self.sweep() == {"expired": 1, "deletes_resumed": 0}
         wiring.reset(self.settings)
         self.drain_processing()

@@ -2,8 +2,9 @@
 
 The policy is enforced (an injected inline script does not run) and the UI's whole path still
 works under it without a single violation: sign in, the pipelines table, a browser upload
-straight to the storage origin (connect-src), progress bars, the batch detail, the ZIP download,
-the delete dialog.
+straight to the storage origin (connect-src), progress bars, the batch detail with its thumbnails
+and the larger view of an output (img-src: presigned storage URLs), the ZIP download, the delete
+dialog.
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def test_the_policy_is_sent_and_enforced(page, stack):
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert f"connect-src 'self' {stack.s3_url}" in policy
+    assert f"img-src 'self' {stack.s3_url}" in policy
     expect(page.locator("#view-batches")).to_be_visible()
     assert violations(page) == []
     page.evaluate("""() => {
@@ -103,6 +105,13 @@ def test_the_whole_ui_path_runs_without_a_violation(page, stack, tmp_path):
     toggle = row.locator("button.toggle")
     toggle.click()
     expect(toggle).to_have_attribute("aria-expanded", "true")
+    thumb = row.locator(".thumb img")
+    wait_for(lambda: thumb.evaluate("i => i.complete && i.naturalWidth > 0"), timeout=15, what="the thumbnail")
+    row.locator(".thumb button").click()
+    output = page.locator("dialog.viewer figure img")
+    wait_for(lambda: output.count() == 1 and output.evaluate("i => i.complete && i.naturalWidth > 0"), timeout=15,
+             what="the output in the larger view")
+    page.keyboard.press("Escape")
 
     with page.expect_download(timeout=90_000) as info:
         row.get_by_role("button", name="Download ZIP", exact=True).click()

@@ -342,6 +342,9 @@ def test_batch_reaches_completed_and_shows_output_dimensions(page, stack, api):
     expect(row.locator(".cell-progress [role=progressbar]")).to_have_attribute("aria-valuenow", "100")
 
     expand(page, batch["id"])
+    expect(row.locator(".thumb")).to_have_count(3)   # thumbnails first; the table is one click away
+    row.get_by_role("button", name="Table", exact=True).click()
+    expect(row.get_by_role("button", name="Table", exact=True)).to_have_attribute("aria-pressed", "true")
     jobs = row.locator("tr.job")
     expect(jobs).to_have_count(3)
     api_jobs = {j["file_name"]: j for j in api.get(f"{stack.url}/batches/{batch['id']}").json()["batch"]["jobs"]}
@@ -528,7 +531,7 @@ def test_cancel_a_batch_that_was_never_uploaded(page, stack, api, second_batch):
     row.get_by_role("button", name="Cancel", exact=True).click()
     expect(row).to_have_attribute("data-status", "cancelled")
     expect(page.locator("#toast-status")).to_contain_text("Cancelled")
-    expect(row.locator("tr.job .badge")).to_have_text(["cancelled", "cancelled"])
+    expect(row.locator(".thumb .badge")).to_have_text(["cancelled", "cancelled"])
     expect(row.get_by_role("button", name="Cancel", exact=True)).to_have_count(0)
     assert api.get(f"{stack.url}/batches/{second_batch['id']}").json()["batch"]["status"] == "cancelled"
     screenshot(page, "07-cancelled")
@@ -640,7 +643,8 @@ def test_non_images_are_skipped_per_file_with_the_reason(page, stack, thumbs, tm
         "SK_IP1_Back.jpg": png_bytes(fmt="WEBP"),  # a WebP named .jpg: sent, as image/webp
         "notes.txt": b"not an image",
         "looks_like.png": b"plain text with a png name",
-        "phone.heic": bytes.fromhex("000000186674797068656963000000006d69663168656963"),
+        "phone.heic": bytes.fromhex("000000186674797068656963000000006d69663168656963"),  # sent: the service takes HEIC
+        "layers.psd": bytes.fromhex("384250530001"),
     }
     paths = []
     for name, data in files.items():
@@ -649,14 +653,14 @@ def test_non_images_are_skipped_per_file_with_the_reason(page, stack, thumbs, tm
     open_batches(page, stack)
     page.set_input_files("#file-input", paths)
 
-    expect(page.locator("#file-list li .file-name")).to_have_text(["SK_IP1_Front.png", "SK_IP1_Back.jpg"])
+    expect(page.locator("#file-list li .file-name")).to_have_text(["SK_IP1_Front.png", "SK_IP1_Back.jpg", "phone.heic"])
     skipped = page.locator("#file-skipped")
     expect(skipped.locator("li")).to_have_count(3)
     for name, reason in [("notes.txt", "'.txt' is not an image extension"),
                          ("looks_like.png", "content is not a recognised image"),
-                         ("phone.heic", "HEIF/HEIC images are not supported by the service")]:
+                         ("layers.psd", "Photoshop PSD images are not supported by the service")]:
         expect(skipped.locator(f'li[data-file="{name}"] .skip-reason')).to_have_text(reason)
-    expect(page.locator("#file-summary")).to_contain_text("2 files chosen")
+    expect(page.locator("#file-summary")).to_contain_text("3 files chosen")
     expect(page.locator("#file-summary")).to_contain_text("3 files skipped")
     page.get_by_role("checkbox", name=thumbs["name"]).check()
     screenshot(page, "13-skipped-files")
@@ -664,10 +668,10 @@ def test_non_images_are_skipped_per_file_with_the_reason(page, stack, thumbs, tm
     with page.expect_request(lambda r: r.url.endswith("/batches") and r.method == "POST") as created:
         page.get_by_role("button", name="Upload batch").click()
     sent = {f["name"]: f["content_type"] for f in json.loads(created.value.post_data)["files"]}
-    assert sent == {"SK_IP1_Front.png": "image/png", "SK_IP1_Back.jpg": "image/webp"}
+    assert sent == {"SK_IP1_Front.png": "image/png", "SK_IP1_Back.jpg": "image/webp", "phone.heic": "image/heif"}
     expect(page.locator("#submit-error")).to_be_empty()
     session = page.locator("#upload-sessions .upload-session").first
-    expect(session.locator('.upload-file[data-status="done"]')).to_have_count(2, timeout=30_000)
+    expect(session.locator('.upload-file[data-status="done"]')).to_have_count(3, timeout=30_000)
     expect(skipped).to_be_hidden()
 
 
@@ -711,13 +715,13 @@ def test_uploaded_is_never_below_what_this_page_uploaded(page, stack, thumbs, tm
     counts = row.locator(".cell-progress .counts")
     expect(counts).to_have_text("3 uploaded · 0 of 3 processed")
     expand(page, row.get_attribute("data-batch-id"))
-    expect(row.locator("tr.job .badge")).to_have_text(["uploaded"] * 3)
+    expect(row.locator(".thumb .badge")).to_have_text(["uploaded"] * 3)
     screenshot(page, "14-uploaded-ahead-of-the-service")
 
     held["on"] = False  # the service catches up: processing is its own figure, and it moves
     expect(row).to_have_attribute("data-status", "completed", timeout=120_000)
     expect(counts).to_have_text("3 uploaded · 3 of 3 processed")
-    expect(row.locator("tr.job .badge")).to_have_text(["completed"] * 3)
+    expect(row.locator(".thumb .badge")).to_have_text(["completed"] * 3)
 
 
 # -- phone width, keyboard -------------------------------------------------------------------------

@@ -26,6 +26,23 @@ def test_processed_is_succeeded_plus_failed_and_cancelled_is_apart(js):
     assert text == "10 uploaded · 8 of 10 processed · 2 failed · 1 cancelled"
 
 
+def test_sample_names_with_the_rest_counted(js):
+    sample = lambda b: js("format.js", "(m, b) => m.sampleText(b)", b)  # noqa: E731
+    assert sample({"sample_file_names": ["a.png", "b.png"], "total_files": 2}) == "a.png, b.png"
+    assert sample({"sample_file_names": [f"{n}.png" for n in "abcde"], "total_files": 1205}) == \
+        "a.png, b.png, c.png, d.png, e.png +1,200 more"
+    assert sample({"total_files": 3}) == " +3 more"
+
+
+def test_every_job_error_code_has_words_and_unknown_ones_stay_readable(js):
+    from chalicelib.domain.imaging import ERROR_CODES
+
+    labels = js("format.js", "(m) => m.ERROR_LABELS")
+    assert set(ERROR_CODES) | {"size_mismatch", "upload_expired", "missing_upload"} <= set(labels)
+    assert "max bytes" in labels["exceeds_max_bytes"]
+    assert js("format.js", "(m) => m.errorLabel('some_new_code')") == "some new code"
+
+
 def test_store_notifies_subscribers_until_they_unsubscribe(js):
     got = js("store.js", """(m) => {
         const s = m.createStore({});
