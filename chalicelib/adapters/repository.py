@@ -305,6 +305,8 @@ class DynamoRepository:
         list index (its index keys go), stops every transition (they all condition on a status it no
         longer has) and is subtracted from the status it has *now*; False when the status moved
         since `batch` was read, so the caller reads again. The sweep finishes what a crash left."""
+        if batch["status"] not in BATCH_STATUSES:   # already being deleted
+            return False
         B, M = self.m.Batch, self.m.Meta
         hidden = [getattr(B, name).remove() for name in LIST_INDEX_KEYS]
         return self._transact(
@@ -446,6 +448,8 @@ class DynamoRepository:
         return self._move_batch(batch, QUEUED, PROCESSING, now, [self.m.Batch.started_at.set(now)])
 
     def _move_batch(self, batch: dict, old: str, new: str, now: str, extra: list) -> bool:
+        if old not in BATCH_STATUSES:   # a batch being deleted goes nowhere else (and has no figure)
+            return False
         B, M = self.m.Batch, self.m.Meta
         keys = batch_index_keys(batch["owner"], batch["customer_prefix"], new, batch["created_sk"])
         actions = [B.status.set(new), B.updated_at.set(now)] + [getattr(B, k).set(v) for k, v in keys.items()]

@@ -475,21 +475,9 @@ def test_a_batch_being_deleted_takes_no_transition(repo):
     assert repo.get_batch(batch["id"]) == going
 
 
-DELETING_MOVES_NOWHERE = pytest.mark.xfail(
-    strict=True, raises=AttributeError,
-    reason="DynamoRepository._move_batch/mark_deleting look up the figure of the old status, and the meta "
-           "item has none for 'deleting' (AttributeError); the condition alone would let the move through")
-
-
-def _deleting_moves_nowhere(request):
-    if request.node.callspec.params["backend"] == "dynamo":
-        request.applymarker(DELETING_MOVES_NOWHERE)
-
-
 def test_a_batch_being_deleted_is_never_finalized(repo, request):
     """A worker's last commit, then the user's delete, then that worker's finalize_if_done reads
     the batch (deleting, every file counted) and asks for its final status."""
-    _deleting_moves_nowhere(request)
     batch = stored(repo, new_batch(files=1))
     jobs = claimed(repo, batch)
     repo.finish_job(jobs[0], 1, T2, outputs=[])
