@@ -203,6 +203,29 @@ class ApiClient:
     def delete_batch(self, batch_id: str) -> None:
         self._json("DELETE", f"/batches/{batch_id}")
 
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def create_webhook(self, body: Mapping[str, Any]) -> dict:
+        return self._json("POST", "/webhooks", json=dict(body))
+
+    def list_webhooks(self) -> list[dict]:
+        return self._json("GET", "/webhooks")["webhooks"]
+
+    def get_webhook(self, webhook_id: str) -> dict:
+        return self._json("GET", f"/webhooks/{webhook_id}")["webhook"]
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._json("DELETE", f"/webhooks/{webhook_id}")
+
+    def ping_webhook(self, webhook_id: str) -> dict:
+        return self._json("POST", f"/webhooks/{webhook_id}/ping")["delivery"]
+
+    def list_deliveries(self, webhook_id: str, *, limit: int = 50, cursor: str | None = None) -> dict:
+        return self._json("GET", f"/webhooks/{webhook_id}/deliveries", params=_drop_none({"limit": limit, "cursor": cursor}))
+
+    def redeliver(self, webhook_id: str, delivery_id: str) -> dict:
+        return self._json("POST", f"/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")["delivery"]
+
     def request_archive(self, batch_id: str, *, partial: bool = False) -> ArchiveTicket:
         params = {"partial": "true"} if partial else {}
         response = self._send("GET", f"/batches/{batch_id}/download", params=params)
