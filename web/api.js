@@ -113,6 +113,17 @@ export const api = {
   cancelBatch: (id) => request("POST", `batches/${encodeURIComponent(id)}/cancel`).then((r) => r.data.batch),
   retryBatch: (id) => request("POST", `batches/${encodeURIComponent(id)}/retry`).then((r) => r.data.batch),
   deleteBatch: (id) => request("DELETE", `batches/${encodeURIComponent(id)}`),
+  patchBatch: (id, fields) =>
+    request("PATCH", `batches/${encodeURIComponent(id)}`, { body: fields }).then((r) => r.data.batch),
+  webhooks: () => request("GET", "webhooks").then((r) => r.data.webhooks),
+  createWebhook: (spec) => request("POST", "webhooks", { body: spec }).then((r) => r.data),
+  deleteWebhook: (id) => request("DELETE", `webhooks/${encodeURIComponent(id)}`),
+  pingWebhook: (id) => request("POST", `webhooks/${encodeURIComponent(id)}/ping`).then((r) => r.data.delivery),
+  deliveries: (id, cursor) =>
+    request("GET", `webhooks/${encodeURIComponent(id)}/deliveries`, { params: { cursor, limit: 20 } }).then((r) => r.data),
+  redeliver: (id, deliveryId) =>
+    request("POST", `webhooks/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(deliveryId)}/redeliver`)
+      .then((r) => r.data.delivery),
   /** 200 ready {url, file_name}, 202 building {retry_after}; 409 etc. throw. */
   download: (id, partial) =>
     request("GET", `batches/${encodeURIComponent(id)}/download`, {

@@ -7,6 +7,8 @@
 //   submit.js, uploads.js the "New batch" form (sniff.js, naming.js) and its upload panels
 //   batches.js, detail.js the batch list with live refresh; a batch's files and actions
 //   pipelines.js          the Pipelines screen
+//   webhooks.js           the Webhooks screen (create, delivery log, ping, redeliver)
+//   integrations.js       a batch's integration fields on its detail (PATCH)
 //   store.js              the state several screens share, and their notifications
 //   api.js, uploader.js   the HTTP API and presigned S3 uploads
 //   dom.js, format.js, toasts.js   helpers
@@ -23,10 +25,12 @@ import { setupSubmit } from "./submit.js";
 import { showError } from "./toasts.js";
 import { dropSessions, uploadsInFlight } from "./uploads.js";
 import { currentView, showView } from "./views.js";
+import { loadWebhooks, setupWebhooks } from "./webhooks.js";
 
 async function enterApp() {
   showView();
-  await Promise.all([loadPipelines(), reloadBatches(), refreshStats(), showOwner()]);
+  await Promise.all([loadPipelines(), reloadBatches(), refreshStats(), showOwner(),
+    currentView() === "webhooks" ? loadWebhooks() : null]);
 }
 
 function signOut(message) {
@@ -65,6 +69,7 @@ function init() {
   window.addEventListener("hashchange", () => {
     showView();
     if (currentView() === "pipelines") loadPipelines();
+    if (currentView() === "webhooks") loadWebhooks();
   });
   store.on("stats-stale", refreshStats);
 
@@ -73,6 +78,7 @@ function init() {
   setupDetail();
   setupFilters();
   setupPipelines();
+  setupWebhooks();
 
   window.addEventListener("beforeunload", (e) => {
     if (uploadsInFlight()) {

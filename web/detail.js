@@ -4,6 +4,7 @@
 import { api, auth } from "./api.js";
 import { badge, h, timeEl } from "./dom.js";
 import { FINAL, formatBytes, plural, sleep } from "./format.js";
+import { integrationsBlock } from "./integrations.js";
 import { store } from "./store.js";
 import { confirmDialog, showError, toast } from "./toasts.js";
 import { uploadedHere } from "./uploads.js";
@@ -84,7 +85,8 @@ export function renderDetail(row) {
   } else {
     jobsBlock = jobsTable(row);
   }
-  row.detail.replaceChildren(h("div", { class: "detail-top" }, meta, actions), notice || "", jobsBlock);
+  const integrations = integrationsBlock(batch, () => renderDetail(row));
+  row.detail.replaceChildren(h("div", { class: "detail-top" }, meta, actions), integrations, notice || "", jobsBlock);
   if (focused) row.detail.querySelector(`[data-action="${focused}"]`)?.focus();
 }
 
