@@ -72,7 +72,10 @@ def parse_events(raw) -> tuple[str, ...]:
             raise Invalid(f"events: {kind!r} is not an event type; use \"*\" or any of: {', '.join(SUBSCRIBABLE)}")
     if ALL in raw and len(raw) > 1:
         raise Invalid('events: "*" already means every event; give it alone')
-    return tuple(dict.fromkeys(raw))
+    twice = sorted({kind for kind in raw if raw.count(kind) > 1})
+    if twice:
+        raise Invalid(f"events lists {', '.join(twice)} more than once")
+    return tuple(raw)
 
 
 def refused_address(address: str) -> str | None:

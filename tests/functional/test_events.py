@@ -288,6 +288,7 @@ def test_webhook_crud_is_owner_scoped_and_the_secret_is_shown_once(api, aws):
     ({"url": "http://127.0.0.1/", "events": ["batch.exploded"]}, "not an event type"),
     ({"url": "http://127.0.0.1/", "events": []}, "non-empty array"),
     ({"url": "http://127.0.0.1/", "events": ["*", "batch.completed"]}, "alone"),
+    ({"url": "http://127.0.0.1/", "events": ["batch.failed", "batch.failed"]}, "more than once"),
     ({"url": "http://127.0.0.1/", "active": "yes"}, "active must be true or false"),
     ({"url": "http://127.0.0.1/", "secret": "mine"}, "unknown field(s): secret"),
     ({"url": "http://no-such-host.invalid/"}, "does not resolve"),
