@@ -262,7 +262,9 @@ def main() -> None:
         from chalicelib.settings import parse_tokens
         tokens = parse_tokens(os.environ["LOCAL_API_TOKENS"])
         print(f"\nimgbatch local stack is ready\n  API + web UI   {stack.api_url}/\n"
-              f"  S3/SQS/DynamoDB (moto)  {stack.s3_url}\n  tokens         " +
+              f"  S3/SQS/DynamoDB (moto)  {stack.s3_url}\n"
+              f"  events         EventBridge bus {os.environ.get('EVENT_BUS_NAME', 'imgbatch-events')}; "
+              "webhooks may point at 127.0.0.1 (try `imgbatch listen`)\n  tokens         " +
               ", ".join(f"{t} (owner {o})" for t, o in tokens.items()) +
               f"\n  try: curl -H 'Authorization: Bearer {next(iter(tokens))}' {stack.api_url}/batches\n"
               "Press Ctrl-C to stop.", flush=True)

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Receiver:
     """`script`: status codes to answer in turn, then `then` for every later request; the word
-    "hang" in place of a code never answers (until the receiver stops)."""
+    "hang" in place of a code never answers (until the receiver stops), "stall" answers 200 and
+    then never finishes its body."""
 
     def __init__(self, script=(), then=200):
         self.script = list(script)
@@ -27,6 +28,14 @@ class Receiver:
                     receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                     answer = receiver.script.pop(0) if receiver.script else receiver.then
                 if answer == "hang":
+                    receiver._stop.wait(60)
+                    return
+                if answer == "stall":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                    self.wfile.flush()
                     receiver._stop.wait(60)
                     return
                 self.send_response(answer)

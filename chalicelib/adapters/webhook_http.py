@@ -92,14 +92,8 @@ class HttpSender:
                 "Content-Type": "application/json", "User-Agent": self.user_agent, **headers})
             self._left(conn, deadline)
             response = conn.getresponse()
-            read = 0
-            while read < MAX_RESPONSE_BYTES:
-                self._left(conn, deadline)
-                chunk = response.read(min(8192, MAX_RESPONSE_BYTES - read))
-                if not chunk:
-                    break
-                read += len(chunk)
             status = response.status
+            self._drain(conn, response, deadline)
         except TimeoutError:
             return Response(None, f"no answer within {self.timeout:g} s")
         except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
@@ -111,6 +105,20 @@ class HttpSender:
         if 300 <= status < 400:
             return Response(status, f"receiver answered {status} (redirects are not followed)")
         return Response(status, f"receiver answered {status}")
+
+    def _drain(self, conn, response, deadline: float) -> None:
+        """Read a little of the answer so the receiver is not cut off mid-write; the status
+        decides, so a body that stalls or breaks changes nothing."""
+        read = 0
+        try:
+            while read < MAX_RESPONSE_BYTES:
+                self._left(conn, deadline)
+                chunk = response.read(min(8192, MAX_RESPONSE_BYTES - read))
+                if not chunk:
+                    break
+                read += len(chunk)
+        except (OSError, http.client.HTTPException):
+            pass
 
     @staticmethod
     def _left(conn, deadline: float) -> None:

@@ -332,6 +332,15 @@ def test_a_receiver_that_never_answers_ends_failed(api, aws, events):
         assert "no answer within 1 s" in d["last_error"]
 
 
+def test_the_status_decides_even_when_the_body_stalls(api, aws, events):
+    with Receiver(then="stall") as receiver:
+        w = hook(api, receiver.url)["webhook"]
+        api.post(f"/webhooks/{w['id']}/ping")
+        events.deliver()
+        [d] = api.get(f"/webhooks/{w['id']}/deliveries").data["deliveries"]
+        assert (d["status"], d["attempts"], d["last_status_code"]) == ("delivered", 1, 200)
+
+
 def test_redirects_are_not_followed(api, aws, events):
     with Receiver(script=[302], then=500) as receiver:
         w = hook(api, receiver.url)["webhook"]
