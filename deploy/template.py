@@ -260,7 +260,8 @@ def environment(config: dict, stage: str) -> dict:
     for spec in resources.QUEUES:
         env[spec.env] = {"Ref": spec.logical_id}
     env["CURSOR_SIGNING_KEY"] = {"Fn::Sub": "{{resolve:secretsmanager:${%s}:SecretString}}" % CURSOR_KEY}
-    env[resources.EVENT_BUS.env] = {"Ref": resources.EVENT_BUS.logical_id}
+    # GetAtt Name, what Ref gives in AWS too: moto's CloudFormation resolves a bus's Ref to no name
+    env[resources.EVENT_BUS.env] = {"Fn::GetAtt": [resources.EVENT_BUS.logical_id, "Name"]}
     env[resources.WEBHOOK_KEY.env] = {"Fn::GetAtt": [resources.WEBHOOK_KEY.logical_id, "Arn"]}
     return env
 
@@ -340,7 +341,7 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
 
     res[CURSOR_KEY] = cursor_signing_key()
     res[resources.EVENT_BUS.logical_id] = event_bus()
-    outputs["EventBusName"] = {"Value": {"Ref": resources.EVENT_BUS.logical_id}}
+    outputs["EventBusName"] = {"Value": {"Fn::GetAtt": [resources.EVENT_BUS.logical_id, "Name"]}}
     res[resources.WEBHOOK_KEY.logical_id] = webhook_key()
     outputs["WebhookKeyArn"] = {"Value": {"Fn::GetAtt": [resources.WEBHOOK_KEY.logical_id, "Arn"]}}
     env = environment(config, stage)

@@ -221,7 +221,8 @@ class ApiClient:
         return self._json("POST", f"/webhooks/{webhook_id}/ping")["delivery"]
 
     def list_deliveries(self, webhook_id: str, *, limit: int = 50, cursor: str | None = None) -> dict:
-        return self._json("GET", f"/webhooks/{webhook_id}/deliveries", params=_drop_none({"limit": limit, "cursor": cursor}))
+        params = _drop_none({"limit": limit, "cursor": cursor})
+        return self._json("GET", f"/webhooks/{webhook_id}/deliveries", params=params)
 
     def redeliver(self, webhook_id: str, delivery_id: str) -> dict:
         return self._json("POST", f"/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")["delivery"]

@@ -1,7 +1,9 @@
 """PynamoDB models of webhooks and their delivery log: schema only (built by models.build_models)."""
 from __future__ import annotations
 
-from pynamodb.attributes import BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute,
+)
 from pynamodb.indexes import AllProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 

@@ -107,7 +107,8 @@ class ArchiveService:
             digest.update(f"\0{j['job_id']}:{j['status']}:{int(j.get('attempt') or 0)}".encode())
         fingerprint = digest.hexdigest()[:20]
         file_name = f"{base}.zip"
-        return Plan(batch_id=batch["id"], partial=partial, entries=entries, manifest=manifest, manifest_name=manifest_arcname(base),
+        return Plan(batch_id=batch["id"], partial=partial, entries=entries, manifest=manifest,
+                    manifest_name=manifest_arcname(base),
                     fingerprint=fingerprint, file_name=file_name,
                     key=archive_key(batch["id"], fingerprint, file_name),
                     bytes=sum(e.size for e in entries) + len(manifest))

@@ -88,8 +88,10 @@ class WebhookService:
     def deliveries_page(self, owner: str, webhook_id: str, params: dict) -> dict:
         self._owned(owner, webhook_id)
         scope = f"deliveries|{owner}|{webhook_id}"
-        page = self.store.list_deliveries(webhook_id, limit_param(params), self.cursors.decode(params.get("cursor"), scope))
-        return {"deliveries": [delivery_view(d) for d in page.items], "next_cursor": self.cursors.encode(scope, page.last_key)}
+        start = self.cursors.decode(params.get("cursor"), scope)
+        page = self.store.list_deliveries(webhook_id, limit_param(params), start)
+        return {"deliveries": [delivery_view(d) for d in page.items],
+                "next_cursor": self.cursors.encode(scope, page.last_key)}
 
     def redeliver(self, owner: str, webhook_id: str, delivery_id: str) -> dict:
         webhook = self._owned(owner, webhook_id)
