@@ -7,7 +7,8 @@ baseline in this same run.
     .venv/bin/python -m bench --quick --markdown /tmp/bench.md   # also write machine + table as Markdown
 
 Sections (in this order): pipeline (bench_pipeline.py), zip (bench_zip.py), e2e
-(bench_e2e.py), api (bench_api.py), contention (bench_contention.py); each module also runs on
+(bench_e2e.py), api (bench_api.py), contention (bench_contention.py), events (bench_events.py);
+each module also runs on
 its own (`python -m bench.bench_e2e --help`). Targets are printed with a verdict, never
 asserted: this is not part of `make test`.
 """
@@ -18,7 +19,7 @@ import sys
 import time
 import traceback
 
-SECTIONS = ("pipeline", "zip", "e2e", "api", "contention")
+SECTIONS = ("pipeline", "zip", "e2e", "api", "contention", "events")
 
 
 def _log(message: str) -> None:
@@ -50,6 +51,9 @@ def run_section(name: str, quick: bool) -> list:
         else:
             outcome = bench_contention.run(quick=False, threads=(1, 4, 8, 16), files=500, log=_log)
         return bench_contention.rows(outcome)
+    if name == "events":
+        from bench import bench_events
+        return bench_events.rows(bench_events.run(quick=quick, log=_log))
     raise ValueError(name)
 
 
