@@ -37,7 +37,7 @@ function renderList() {
         h("th", { scope: "row", "data-label": "URL" }, h("span", { class: "mono small break" }, w.url),
           w.description ? h("span", { class: "sub muted small" }, w.description) : null),
         h("td", { "data-label": "Events", class: "small" }, w.events.join(", ")),
-        h("td", { "data-label": "Active" }, w.active ? "yes" : h("span", { class: "muted" }, "no")),
+        h("td", { "data-label": "Active" }, w.active ? "active" : h("span", { class: "muted" }, "inactive")),
         h(
           "td",
           { class: "row-actions" },
@@ -107,7 +107,7 @@ function renderLog(w) {
         h("td", { "data-label": "Created" }, timeEl(d.created_at)),
         h("th", { scope: "row", "data-label": "Event" }, d.event_type, h("span", { class: "sub mono small muted" }, d.event_id)),
         h("td", { "data-label": "Status" }, badge(d.status)),
-        h("td", { "data-label": "Attempts" }, String(d.attempts)),
+        h("td", { "data-label": "Attempts" }, `${d.attempts} ${d.attempts === 1 ? "attempt" : "attempts"}`),
         h("td", { "data-label": "Last answer", class: "small" }, answer,
           d.status === "pending" && d.next_attempt_at ? h("span", { class: "sub muted small" }, "next try ", timeEl(d.next_attempt_at)) : null),
         h("td", { class: "row-actions" },

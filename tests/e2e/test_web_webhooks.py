@@ -118,3 +118,23 @@ def test_integration_fields_are_shown_and_edited_on_the_batch(page, stack):
     row.locator("[data-action=save-integrations]").click()
     expect(row.locator(".integrations-form .form-error")).to_contain_text("not key=value")
     api.delete(f"{stack.url}/batches/{bid}")
+
+
+def test_the_webhooks_page_fits_a_phone(browser, stack):
+    context = browser.new_context(viewport={"width": 375, "height": 800})
+    context.add_init_script(f"localStorage.setItem('imgbatch.apiToken', {TOKEN!r});")
+    page = context.new_page()
+    try:
+        api = stack.session()
+        hook = api.post(f"{stack.url}/webhooks", json={"url": "http://127.0.0.1:9/a-rather-long-receiver-path/imgbatch",
+                                                       "events": ["batch.completed", "archive.ready"]}).json()
+        api.post(f"{stack.url}/webhooks/{hook['webhook']['id']}/ping")
+        page.goto(f"{stack.url}/#webhooks")
+        row = page.locator("#webhook-rows tr", has_text="a-rather-long-receiver-path")
+        row.locator("[data-action=deliveries]").click()
+        expect(page.locator("#delivery-rows tr").first).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        screenshot(page, "webhooks-phone")
+        api.delete(f"{stack.url}/webhooks/{hook['webhook']['id']}")
+    finally:
+        context.close()
