@@ -43,6 +43,7 @@ def run(quick: bool = False, log=print) -> dict:
             hook = http.post(f"{stack.url}/webhooks", json={"url": receiver.url, "events": ["batch.completed"]}).json()
             completed = []
             for i in range(n):
+                before = len(receiver.requests)
                 created = http.post(f"{stack.url}/batches", json={"pipeline_ids": [pipeline["id"]], "files": [
                     {"name": f"BE_NCH_{i}.png", "size": len(data)}]}).json()
                 bid = created["batch"]["id"]
@@ -51,16 +52,15 @@ def run(quick: bool = False, log=print) -> dict:
                 while http.get(f"{stack.url}/batches/{bid}?jobs_limit=1").json()["batch"]["status"] != "completed":
                     time.sleep(0.02)
                 seen = time.monotonic()
-                before = len(receiver.requests)
-                receiver.wait_for(before + 1, timeout=60)
-                completed.append(time.monotonic() - seen)
+                # the event may come before the poll sees the status: then the latency is ~0
+                arrived = receiver.wait_for(before + 1, timeout=60)[before]["at"]
+                completed.append(max(0.0, arrived - seen))
             pings = []
             for _ in range(n):
                 before = len(receiver.requests)
                 start = time.monotonic()
                 http.post(f"{stack.url}/webhooks/{hook['webhook']['id']}/ping")
-                receiver.wait_for(before + 1, timeout=60)
-                pings.append(time.monotonic() - start)
+                pings.append(receiver.wait_for(before + 1, timeout=60)[before]["at"] - start)
     finally:
         stack.stop()
     out = {"n": n, "completed": completed, "ping": pings}
