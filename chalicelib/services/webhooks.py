@@ -8,13 +8,15 @@ import uuid
 from ..domain import events as ev
 from ..domain.validation import Invalid
 from ..domain.webhooks import parse_webhook
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, TooLarge
 from .clock import iso, utcnow
 from .deliveries import delivery_view, secret_context
 from .ownership import is_uuid
 from .paging import Cursors, limit_param
 
 SECRET_PREFIX = "whsec_"
+# Every event fans out to each matching webhook of its owner: a bound keeps one batch's events cheap.
+MAX_WEBHOOKS_PER_OWNER = 25
 
 
 def webhook_view(w: dict) -> dict:
@@ -45,6 +47,9 @@ class WebhookService:
 
     def create(self, owner: str, payload) -> dict:
         spec = self._spec(payload)
+        if len(self.store.list_webhooks(owner)) >= MAX_WEBHOOKS_PER_OWNER:
+            raise TooLarge(f"an owner has at most {MAX_WEBHOOKS_PER_OWNER} webhooks; delete one first "
+                           "(one webhook may subscribe to several event types)")
         now = iso(self.clock())
         webhook = {"owner": owner, "id": self.new_id(), "url": spec.url, "events": list(spec.events),
                    "description": spec.description, "active": spec.active, "created_at": now, "updated_at": now}

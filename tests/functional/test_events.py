@@ -368,6 +368,16 @@ def test_redeliver_sends_the_same_event_as_a_new_delivery(api, aws, events):
         assert api.post(f"/webhooks/{w['id']}/deliveries/{missing}/redeliver").status_code == 404
 
 
+def test_an_owner_has_a_bounded_number_of_webhooks(api, aws, monkeypatch):
+    from chalicelib.services import webhooks
+    monkeypatch.setattr(webhooks, "MAX_WEBHOOKS_PER_OWNER", 2)
+    hook(api, "http://127.0.0.1:9/a")
+    hook(api, "http://127.0.0.1:9/b")
+    r = api.post("/webhooks", {"url": "http://127.0.0.1:9/c"})
+    assert r.status_code == 413 and "at most 2 webhooks" in r.data["Message"]
+    assert api.post("/webhooks", {"url": "http://127.0.0.1:9/c"}, token="token-bob").status_code == 201
+
+
 def test_delivery_log_pages_with_signed_cursors(api, aws):
     w = hook(api, "http://127.0.0.1:9/x")["webhook"]
     ids = [api.post(f"/webhooks/{w['id']}/ping").data["delivery"]["id"] for _ in range(5)]
