@@ -175,13 +175,15 @@ def test_a_batch_life_gives_one_event_per_transition_on_the_bus_and_the_webhook(
         events.deliver()
         got = receiver.events()
         wanted = ["batch.created", "batch.started", "batch.completed", "batch.deleted"]
-        assert [e["type"] for e in got] == wanted
+        # attempts run in parallel from a standard queue: deliveries are not ordered (docs/events.md)
+        assert sorted(e["type"] for e in got) == sorted(wanted)
         assert len({e["id"] for e in got}) == len(got)
         assert all(e["data"]["batch"]["id"] == bid and e["data"]["batch"]["metadata"] == {"job": "7"} for e in got)
-        completed = got[2]["data"]["batch"]
+        by_type = {e["type"]: e["data"]["batch"] for e in got}
+        completed = by_type["batch.completed"]
         assert completed["status"] == "completed" and completed["progress"]["succeeded"] == 2
         assert "jobs" not in completed
-        assert got[-1]["data"]["batch"]["status"] == "completed"   # as its owner last saw it
+        assert by_type["batch.deleted"]["status"] == "completed"   # as its owner last saw it
         # signed as the contract says
         secret = created_hook["secret"]
         for request in receiver.requests:
@@ -406,6 +408,6 @@ def test_only_matching_active_webhooks_get_an_event(api, aws, pipeline, events):
         events.stream()
         events.deliver()
         assert [e["type"] for e in completed_only.events()] == ["batch.completed"]
-        assert [e["type"] for e in everything.events()] == ["batch.created", "batch.started", "batch.completed"]
+        assert sorted(e["type"] for e in everything.events()) == ["batch.completed", "batch.created", "batch.started"]
         assert inactive.events() == []
         assert all(r["path"] == "/hook" for r in everything.requests)
