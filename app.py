@@ -207,6 +207,11 @@ def get_batch(owner, batch_id):
     return _svc().batches.get(owner, batch_id, _params())
 
 
+@api("/batches/{batch_id}", methods=["PATCH"])
+def update_batch(owner, batch_id):
+    return _svc().batches.update(owner, batch_id, _body())
+
+
 @api("/batches/{batch_id}/uploads")
 def batch_uploads(owner, batch_id):
     return _svc().batches.uploads(owner, batch_id, _params())
@@ -280,6 +285,47 @@ def get_job(owner, job_id):
     return _svc().batches.get_job(owner, job_id)
 
 
+# -- webhooks ----------------------------------------------------------------
+@api("/webhooks", methods=["POST"], status=201)
+def create_webhook(owner):
+    return _svc().webhooks.create(owner, _body())
+
+
+@api("/webhooks")
+def list_webhooks(owner):
+    return _svc().webhooks.list(owner)
+
+
+@api("/webhooks/{webhook_id}")
+def get_webhook(owner, webhook_id):
+    return _svc().webhooks.get(owner, webhook_id)
+
+
+@api("/webhooks/{webhook_id}", methods=["PUT"])
+def replace_webhook(owner, webhook_id):
+    return _svc().webhooks.replace(owner, webhook_id, _body())
+
+
+@api("/webhooks/{webhook_id}", methods=["DELETE"])
+def delete_webhook(owner, webhook_id):
+    _svc().webhooks.delete(owner, webhook_id)
+
+
+@api("/webhooks/{webhook_id}/ping", methods=["POST"], status=202)
+def ping_webhook(owner, webhook_id):
+    return _svc().webhooks.ping(owner, webhook_id)
+
+
+@api("/webhooks/{webhook_id}/deliveries")
+def webhook_deliveries(owner, webhook_id):
+    return _svc().webhooks.deliveries_page(owner, webhook_id, _params())
+
+
+@api("/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", methods=["POST"], status=202)
+def redeliver_webhook(owner, webhook_id, delivery_id):
+    return _svc().webhooks.redeliver(owner, webhook_id, delivery_id)
+
+
 # -- events ------------------------------------------------------------------
 def _sqs_records(event) -> list[tuple]:
     return [(r.receipt_handle, r.body, r.to_dict().get("messageId")) for r in event]
@@ -317,7 +363,40 @@ def expire_uploads(event):
 
 @app.on_sqs_message(**resources.ARCHIVES.event_source())
 def build_archive(event):
-    """Builds archives too large for an API request; the client polls GET .../download."""
+    """Builds archives too large for an API request (the client polls GET .../download), and
+    the ZIPs of batches that just became final (PREBUILD_ARCHIVES)."""
     for record in event:
         message = json.loads(record.body)
-        wiring.get().archives.build_requested(message["batch_id"], bool(message.get("partial")))
+        wiring.get().archives.build_requested(message["batch_id"], bool(message.get("partial")),
+                                              prebuild=bool(message.get("prebuild")))
+
+
+@app.on_dynamodb_record(**resources.BATCHES.stream_source())
+def publish_batch_events(event):
+    """Every committed change of a batch -> its lifecycle events -> EventBridge and webhooks.
+    A failed change is reported, so the stream retries from it, in order (ReportBatchItemFailures)."""
+    container = wiring.get()
+    changes = [container.batch_changes.change(r.sequence_number, r.old_image, r.new_image) for r in event]
+    failed = container.events.on_changes(changes)
+    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}
+
+
+@app.on_sqs_message(**resources.DELIVERIES.event_source())
+def deliver_webhooks(event):
+    """One webhook delivery attempt per message, ten in parallel (each waits at most its timeout)."""
+    from concurrent.futures import ThreadPoolExecutor
+    deliveries = wiring.get().deliveries
+    records = [(r.to_dict().get("messageId"), r.body) for r in event]
+
+    def attempt(record):
+        message_id, body = record
+        try:
+            deliveries.attempt(json.loads(body))
+            return None
+        except Exception:
+            app.log.exception("delivery message %s failed; SQS will redeliver it", message_id)
+            return message_id
+
+    with ThreadPoolExecutor(max_workers=max(1, len(records))) as pool:
+        failures = [m for m in pool.map(attempt, records) if m]
+    return _partial_failures(failures)

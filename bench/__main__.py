@@ -8,7 +8,8 @@ baseline in this same run.
 
 Sections (in this order): pipeline (bench_pipeline.py), zip (bench_zip.py), e2e
 (bench_e2e.py), api (bench_api.py), contention (bench_contention.py), persistence
-(bench_persistence.py), scale (bench_scale.py: the DynamoDB limits model, bench/dynamo_model.py);
+(bench_persistence.py), scale (bench_scale.py: the DynamoDB limits model, bench/dynamo_model.py),
+events (bench_events.py);
 each module also runs on its own (`python -m bench.bench_e2e --help`). Targets are printed with a verdict, never
 asserted: this is not part of `make test`.
 """
@@ -19,7 +20,7 @@ import sys
 import time
 import traceback
 
-SECTIONS = ("pipeline", "zip", "e2e", "api", "contention", "persistence", "scale")
+SECTIONS = ("pipeline", "zip", "e2e", "api", "contention", "persistence", "scale", "events")
 
 
 def _log(message: str) -> None:
@@ -59,6 +60,9 @@ def run_section(name: str, quick: bool) -> list:
     if name == "persistence":
         from bench import bench_persistence
         return bench_persistence.rows(bench_persistence.run(batches=200 if quick else 1000, log=_log))
+    if name == "events":
+        from bench import bench_events
+        return bench_events.rows(bench_events.run(quick=quick, log=_log))
     raise ValueError(name)
 
 

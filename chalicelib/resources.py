@@ -29,6 +29,22 @@ class TableSpec:
     env: str          # the environment variable holding its name
     default: str      # its name locally
     logical_id: str   # its CloudFormation resource
+    stream: str | None = None           # StreamViewType of the table's DynamoDB Stream, if it has one
+    stream_handler: str | None = None   # the Chalice function consuming that stream (app.py)
+    stream_batch_size: int = 100
+
+    @property
+    def stream_placeholder_arn(self) -> str:
+        """Chalice wants a literal ARN in @app.on_dynamodb_record; the deploy template points the
+        event source at the stack's table instead, and the local stack polls the table's stream."""
+        return f"arn:aws:dynamodb:us-east-1:123456789012:table/{self.default}/stream/placeholder"
+
+    def stream_source(self) -> dict:
+        """The keyword arguments of Chalice's @app.on_dynamodb_record for this table's stream.
+        TRIM_HORIZON: a change made before the event source mapping exists is not lost (events
+        have stable ids and webhook deliveries are keyed by them, so a replay sends nothing twice)."""
+        return {"stream_arn": self.stream_placeholder_arn, "batch_size": self.stream_batch_size,
+                "starting_position": "TRIM_HORIZON", "name": self.stream_handler}
 
 
 @dataclass(frozen=True)
@@ -63,11 +79,17 @@ class QueueSpec:
         return source
 
 
+# Every committed change of a batch is a stream record: the batch lifecycle events come from there
+# (publish_batch_events), so no transition anywhere has to remember to announce itself.
+BATCHES = TableSpec("batches", "Batch", "BATCHES_TABLE", "imgbatch-batches", "BatchesTable",
+                    stream="NEW_AND_OLD_IMAGES", stream_handler="publish_batch_events")
 TABLES = (
-    TableSpec("batches", "Batch", "BATCHES_TABLE", "imgbatch-batches", "BatchesTable"),
+    BATCHES,
     TableSpec("jobs", "Job", "JOBS_TABLE", "imgbatch-jobs", "JobsTable"),
     TableSpec("pipelines", "Pipeline", "PIPELINES_TABLE", "imgbatch-pipelines", "PipelinesTable"),
     TableSpec("meta", "Meta", "META_TABLE", "imgbatch-meta", "MetaTable"),
+    TableSpec("webhooks", "Webhook", "WEBHOOKS_TABLE", "imgbatch-webhooks", "WebhooksTable"),
+    TableSpec("deliveries", "Delivery", "DELIVERIES_TABLE", "imgbatch-deliveries", "DeliveriesTable"),
 )
 
 # S3 notifications land here: an upload is counted within seconds, whatever the processing backlog.
@@ -81,7 +103,32 @@ UPLOADS = QueueSpec("uploads", "imgbatch-uploads", "UPLOAD_QUEUE_URL", "UploadQu
 # Archives too large to build inside an API request.
 ARCHIVES = QueueSpec("archives", "imgbatch-archives", "ARCHIVE_QUEUE_URL", "ArchiveQueue", "build_archive",
                      batch_size=1, report_failures=False)
-QUEUES = (ARRIVALS, UPLOADS, ARCHIVES)
+# Webhook deliveries, one attempt per message; retries come back through it with a delay.
+# Each attempt waits at most WEBHOOK_TIMEOUT_SECONDS (10) and a batch of ten runs in parallel,
+# so the function's 120 s and this visibility timeout leave room for a slow batch.
+DELIVERIES = QueueSpec("deliveries", "imgbatch-deliveries", "DELIVERY_QUEUE_URL", "DeliveryQueue",
+                       "deliver_webhooks", local_workers=2, visibility_timeout=180)
+QUEUES = (ARRIVALS, UPLOADS, ARCHIVES, DELIVERIES)
+
+
+@dataclass(frozen=True)
+class BusSpec:
+    env: str          # the environment variable holding its name
+    default: str      # its name locally
+    logical_id: str
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    env: str          # the environment variable holding its id or ARN
+    alias: str        # locally the key is found by this alias
+    logical_id: str
+
+
+# Every event goes here too (Source "imgbatch", DetailType the event type).
+EVENT_BUS = BusSpec("EVENT_BUS_NAME", "imgbatch-events", "EventBus")
+# Encrypts webhook signing secrets at rest (adapters/secrets.py); KMS in AWS, moto's KMS locally.
+WEBHOOK_KEY = KeySpec("WEBHOOK_KEY_ID", "alias/imgbatch-webhooks", "WebhookSecretsKey")
 
 
 def queue_spec(name: str) -> QueueSpec:
@@ -108,8 +155,14 @@ LIFECYCLE_RULES = [
 
 
 def table_definitions(models: Models) -> list[dict]:
-    """CreateTable parameters (boto3 spelling) for every table, from the models."""
-    return [_table(model) for model in models.all()]
+    """CreateTable parameters (boto3 spelling) for every table, from the models and TABLES."""
+    out = []
+    for spec in TABLES:
+        table = _table(getattr(models, spec.model))
+        if spec.stream:
+            table["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream}
+        out.append(table)
+    return out
 
 
 def _keys(schema: list[dict]) -> list[dict]:
@@ -193,10 +246,12 @@ def _queue_with_dlq(sqs, spec: QueueSpec) -> tuple[str, str, str]:
     return url, arn, dlq_url
 
 
-def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, region: str) -> Created:
-    """Create tables, bucket (CORS, lifecycle, notifications) and queues (idempotent)."""
+def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, region: str, events=None, kms=None,
+               bus_name: str = EVENT_BUS.default) -> Created:
+    """Create tables, bucket (CORS, lifecycle, notifications), queues, and (given their clients)
+    the event bus and the webhook secrets key (idempotent)."""
     existing = set(dynamodb.list_tables()["TableNames"])
-    for model, table in zip(models.all(), table_definitions(models)):
+    for model, table in zip([getattr(models, t.model) for t in TABLES], table_definitions(models)):
         if table["TableName"] not in existing:
             dynamodb.create_table(**table)
             if ttl_attribute(model):
@@ -214,4 +269,14 @@ def create_all(*, models: Models, dynamodb, s3, sqs, bucket: str, region: str) -
         created.queue_urls[spec.key], created.queue_arns[spec.key], created.dlq_urls[spec.key] = url, arn, dlq_url
     s3.put_bucket_notification_configuration(
         Bucket=bucket, NotificationConfiguration=notification_configuration(created.queue_arns))
+    if events is not None:
+        try:
+            events.create_event_bus(Name=bus_name)
+        except events.exceptions.ResourceAlreadyExistsException:
+            pass
+    if kms is not None:
+        aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
+        if WEBHOOK_KEY.alias not in aliases:
+            key = kms.create_key(Description="imgbatch: webhook signing secrets")["KeyMetadata"]["KeyId"]
+            kms.create_alias(AliasName=WEBHOOK_KEY.alias, TargetKeyId=key)
     return created

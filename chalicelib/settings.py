@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .domain.batches import Limits
-from .resources import QUEUES, TABLES
+from .resources import EVENT_BUS, QUEUES, TABLES, WEBHOOK_KEY
 
 
 def _default_tables() -> dict[str, str]:
@@ -52,6 +52,17 @@ class Settings:
     # Pixel limit for decoding (see domain/imaging.py); per-file memory scales with it.
     max_pixels: int = 50_000_000
     cursor_signing_key: str = field(default=DEV_CURSOR_SIGNING_KEY, repr=False)
+    # events and webhooks (API.md version 2)
+    event_bus_name: str = EVENT_BUS.default
+    webhook_key_id: str = WEBHOOK_KEY.alias
+    webhook_retry_base_seconds: float = 60.0
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 10.0
+    # Receivers on private, loopback and link-local addresses are refused unless this is set
+    # (the local stack sets it, so a receiver on 127.0.0.1 works).
+    webhook_allow_private: bool = False
+    # Build a batch's ZIP as soon as it is final with outputs, so the download is an immediate 302.
+    prebuild_archives: bool = True
 
     def table(self, key: str) -> str:
         return self.tables[key]
@@ -73,6 +84,29 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
+        def flag(name: str, fallback: bool) -> bool:
+            raw = (env.get(name) or "").strip().lower()
+            if raw == "":
+                return fallback
+            if raw not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{name} must be true or false, got {env.get(name)!r}")
+            return raw in ("true", "1", "yes")
+
+        def seconds(name: str, fallback: float) -> float:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return fallback
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+            if value <= 0:
+                raise ValueError(f"{name} must be above 0, got {raw!r}")
+            return value
+
+        attempts = num("WEBHOOK_MAX_ATTEMPTS", default.webhook_max_attempts)
+        if not 1 <= attempts <= 50:
+            raise ValueError(f"WEBHOOK_MAX_ATTEMPTS must be between 1 and 50, got {attempts}")
         cursor_key = env.get("CURSOR_SIGNING_KEY") or default.cursor_signing_key
         if len(cursor_key) < MIN_CURSOR_KEY_LENGTH:
             raise ValueError(f"CURSOR_SIGNING_KEY must be at least {MIN_CURSOR_KEY_LENGTH} characters, "
@@ -97,4 +131,11 @@ class Settings:
             local_api_tokens=parse_tokens(env.get("LOCAL_API_TOKENS", "")),
             max_pixels=num("MAX_PIXELS", default.max_pixels),
             cursor_signing_key=cursor_key,
+            event_bus_name=env.get(EVENT_BUS.env) or default.event_bus_name,
+            webhook_key_id=env.get(WEBHOOK_KEY.env) or default.webhook_key_id,
+            webhook_retry_base_seconds=seconds("WEBHOOK_RETRY_BASE_SECONDS", default.webhook_retry_base_seconds),
+            webhook_max_attempts=attempts,
+            webhook_timeout_seconds=seconds("WEBHOOK_TIMEOUT_SECONDS", default.webhook_timeout_seconds),
+            webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE", default.webhook_allow_private),
+            prebuild_archives=flag("PREBUILD_ARCHIVES", default.prebuild_archives),
         )

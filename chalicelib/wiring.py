@@ -17,7 +17,7 @@ from pynamodb.connection import Connection
 from .adapters.models import Models, build_models
 from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
-from .resources import ARCHIVES, UPLOADS, Created, create_all
+from .resources import ARCHIVES, DELIVERIES, UPLOADS, Created, create_all
 from .settings import Settings
 
 
@@ -34,7 +34,8 @@ class Container:
         """Create every resource (moto: tests, the local stack); return these settings with the
         queue URLs filled in."""
         created: Created = create_all(models=self.models, dynamodb=self.dynamodb, s3=self.s3, sqs=self.sqs,
-                                      bucket=self.settings.bucket, region=self.settings.region)
+                                      bucket=self.settings.bucket, region=self.settings.region,
+                                      events=self.events_client, kms=self.kms, bus_name=self.settings.event_bus_name)
         return replace(self.settings, queue_urls={**self.settings.queue_urls, **created.queue_urls})
 
     @cached_property
@@ -58,6 +59,27 @@ class Container:
     @cached_property
     def dynamodb(self):
         return self.client("dynamodb")
+
+    @cached_property
+    def events_client(self):
+        return self.client("events")
+
+    @cached_property
+    def kms(self):
+        return self.client("kms")
+
+    def streams(self, endpoint_url: str | None = None):
+        """A DynamoDB Streams client for reading the batches stream outside Lambda (the local stack,
+        tests). botocore resolves DescribeStream to an ARN-based endpoint that moto does not route,
+        so the endpoint is always named (ARCHITECTURE.md): moto's address, or under mock_aws the
+        regional streams endpoint."""
+        endpoint = endpoint_url or self.settings.endpoint_url or \
+            f"https://streams.dynamodb.{self.settings.region}.amazonaws.com"
+        return self.session.client("dynamodbstreams", endpoint_url=endpoint)
+
+    def batch_stream_reader(self):
+        from .adapters.batch_stream import StreamReader
+        return StreamReader(self.dynamodb, self.streams(), self.settings.table("batches"))
 
     @cached_property
     def models(self) -> Models:
@@ -101,7 +123,8 @@ class Container:
     @cached_property
     def archives(self):
         from .services.archives import ArchiveService
-        return ArchiveService(self.repository, self.storage, self.settings, self.archive_queue)
+        return ArchiveService(self.repository, self.storage, self.settings, self.archive_queue,
+                              on_ready=lambda batch, key: self.events.archive_ready(batch, key))
 
     @cached_property
     def results(self):
@@ -112,6 +135,41 @@ class Container:
     def contact_sheets(self):
         from .services.contact_sheets import ContactSheetService
         return ContactSheetService(self.repository, self.storage, self.settings)
+
+    # -- events and webhooks -----------------------------------------------------------
+    @cached_property
+    def webhook_store(self):
+        from .adapters.webhooks import DynamoWebhookStore
+        return DynamoWebhookStore(self.models)
+
+    @cached_property
+    def deliveries(self):
+        from .adapters.delivery_queue import SqsDeliveryQueue
+        from .adapters.secrets import KmsSecretBox
+        from .adapters.webhook_http import HttpSender
+        from .services.deliveries import Deliveries
+        s = self.settings
+        return Deliveries(self.webhook_store, SqsDeliveryQueue(self.sqs, s.queue_url(DELIVERIES.key)),
+                          KmsSecretBox(self.kms, s.webhook_key_id),
+                          HttpSender(s.webhook_allow_private, s.webhook_timeout_seconds), s)
+
+    @cached_property
+    def events(self):
+        from .adapters.event_bus import EventBridgeBus
+        from .services.events import EventService
+        return EventService(self.webhook_store, EventBridgeBus(self.events_client, self.settings.event_bus_name),
+                            self.deliveries, self.archive_queue, self.settings)
+
+    @cached_property
+    def batch_changes(self):
+        from .adapters.batch_stream import BatchChanges
+        return BatchChanges(self.models)
+
+    @cached_property
+    def webhooks(self):
+        from .services.webhooks import WebhookService
+        d = self.deliveries
+        return WebhookService(self.webhook_store, d.secrets, d.sender, d, self.settings)
 
     @cached_property
     def deleter(self):

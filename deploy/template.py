@@ -14,7 +14,10 @@ needs comes from here, derived from the same definitions `make run` and the test
 - API Gateway responses that answer auth failures in Chalice's error shape (no CORS: the API
   serves its own UI and is not meant to be read by other origins' pages),
 - the key that signs list cursors, generated once per stack in Secrets Manager and handed to the
-  functions through a dynamic reference (resolved by CloudFormation: no runtime call, no IAM).
+  functions through a dynamic reference (resolved by CloudFormation: no runtime call, no IAM),
+- the EventBridge bus every event goes to, the KMS key that encrypts webhook secrets, and the
+  batches table's stream as the event source of its handler (Chalice writes the literal ARN of
+  the decorator; the merge template points it at the stack's table, ReportBatchItemFailures on).
 
 No cycles: the bucket's name is a fixed Fn::Sub string (never Ref/GetAtt to the bucket), so the
 queue policy can name the bucket while the bucket's notification depends on the queue policy.
@@ -52,6 +55,7 @@ class Function:
     logical_id: str           # its AWS::Serverless::Function in Chalice's template
     queue: str | None = None  # SQS event source queue name
     event_id: str | None = None
+    stream_table: str | None = None   # the TableSpec key whose DynamoDB Stream feeds it
 
     @property
     def log_group_id(self) -> str:
@@ -108,6 +112,13 @@ def app_functions(app=None) -> list[Function]:
                 raise TemplateError(f"{source.name} listens to queue {source.queue!r}: {exc.args[0]}") from None
             functions.append(Function(source.name, logical_id, source.queue,
                                       to_cfn_resource_name(f"{source.name}-sqs-event-source")))
+        elif kind == "DynamoDBEventConfig":
+            tables = [t for t in resources.TABLES if t.stream_handler == source.name]
+            if not tables:
+                raise TemplateError(f"{source.name} reads a DynamoDB stream that no table in chalicelib/resources.py "
+                                    "declares (TableSpec.stream_handler)")
+            functions.append(Function(source.name, logical_id, event_id=to_cfn_resource_name(
+                f"{source.name}-dynamodb-event-source"), stream_table=tables[0].key))
         elif kind in ("ScheduledEventConfig", "CloudWatchEventConfig"):
             functions.append(Function(source.name, logical_id))
         else:
@@ -209,6 +220,11 @@ def cfn_dead_letter_queue(queue: str) -> dict:
 
 def cfn_table(definition: dict, ttl: str | None) -> dict:
     properties = dict(definition)
+    stream = properties.pop("StreamSpecification", None)
+    if stream:
+        if not stream.get("StreamEnabled"):
+            raise TemplateError(f"{definition['TableName']}: a disabled stream has no CloudFormation spelling here")
+        properties["StreamSpecification"] = {"StreamViewType": stream["StreamViewType"]}
     if ttl:
         properties["TimeToLiveSpecification"] = {"AttributeName": ttl, "Enabled": True}
     properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
@@ -244,7 +260,25 @@ def environment(config: dict, stage: str) -> dict:
     for spec in resources.QUEUES:
         env[spec.env] = {"Ref": spec.logical_id}
     env["CURSOR_SIGNING_KEY"] = {"Fn::Sub": "{{resolve:secretsmanager:${%s}:SecretString}}" % CURSOR_KEY}
+    # GetAtt Name, what Ref gives in AWS too: moto's CloudFormation resolves a bus's Ref to no name
+    env[resources.EVENT_BUS.env] = {"Fn::GetAtt": [resources.EVENT_BUS.logical_id, "Name"]}
+    env[resources.WEBHOOK_KEY.env] = {"Fn::GetAtt": [resources.WEBHOOK_KEY.logical_id, "Arn"]}
     return env
+
+
+def event_bus() -> dict:
+    return {"Type": "AWS::Events::EventBus", "Properties": {"Name": {"Fn::Sub": "${AWS::StackName}-events"}}}
+
+
+def webhook_key() -> dict:
+    """Encrypts webhook signing secrets (adapters/secrets.py). The account administers it, as a
+    new key's default policy says; the functions' roles get kms:Encrypt or kms:Decrypt on it."""
+    return {"Type": "AWS::KMS::Key", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": {"Description": "imgbatch: encrypts webhook signing secrets", "EnableKeyRotation": True,
+                           "KeyPolicy": {"Version": "2012-10-17", "Statement": [{
+                               "Sid": "AccountAdministers", "Effect": "Allow",
+                               "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+                               "Action": "kms:*", "Resource": "*"}]}}}
 
 
 def cursor_signing_key() -> dict:
@@ -306,6 +340,10 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
     outputs["StorageBucketName"] = {"Value": {"Ref": BUCKET}}
 
     res[CURSOR_KEY] = cursor_signing_key()
+    res[resources.EVENT_BUS.logical_id] = event_bus()
+    outputs["EventBusName"] = {"Value": {"Fn::GetAtt": [resources.EVENT_BUS.logical_id, "Name"]}}
+    res[resources.WEBHOOK_KEY.logical_id] = webhook_key()
+    outputs["WebhookKeyArn"] = {"Value": {"Fn::GetAtt": [resources.WEBHOOK_KEY.logical_id, "Arn"]}}
     env = environment(config, stage)
     for fn in functions:
         res[fn.log_group_id] = {
@@ -318,6 +356,13 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
             if resources.queue_spec(fn.queue).report_failures:
                 event["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
             properties["Events"] = {fn.event_id: {"Properties": event}}
+        if fn.stream_table:
+            table = next(t for t in resources.TABLES if t.key == fn.stream_table)
+            # Failed changes are reported and retried in order; retries go on until the record
+            # leaves the stream (24 h), so no event is dropped while EventBridge or a table is down.
+            properties["Events"] = {fn.event_id: {"Properties": {
+                "Stream": {"Fn::GetAtt": [table.logical_id, "StreamArn"]},
+                "FunctionResponseTypes": ["ReportBatchItemFailures"]}}}
         # The log group exists (with its retention) before the function can write to it.
         res[fn.logical_id] = {"DependsOn": [fn.log_group_id], "Properties": properties}
 

@@ -25,6 +25,8 @@ DEFAULTS = {
     "AWS_REGION": "us-east-1",
     "LOCAL_API_TOKENS": "local-dev-token:local",
     "BUCKET_NAME": "imgbatch-local",
+    # so that a webhook receiver on this machine (127.0.0.1) can be tried out
+    "WEBHOOK_ALLOW_PRIVATE": "true",
 }
 
 
@@ -90,6 +92,9 @@ class Stack:
             for n in range(spec.local_workers or self.workers):
                 self._spawn(lambda spec=spec: self._poll(self.queue_urls[spec.key], spec.handler, batch=spec.batch_size),
                             f"{spec.key}-poller-{n}")
+        for spec in resources.TABLES:   # the stream event source mappings
+            if spec.stream_handler:
+                self._spawn(lambda spec=spec: self._poll_stream(spec.stream_handler), f"{spec.key}-stream")
         self._spawn(self._sweep, "sweeper")
         self._serve_api()
 
@@ -168,6 +173,33 @@ class Stack:
             if retry:
                 # Locally, retry soon instead of after the 16-minute Lambda visibility timeout.
                 sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=retry)
+
+    def _poll_stream(self, handler: str) -> None:
+        """Deliver the batches table's stream as Lambda's DynamoDB event source does: records in
+        order, and after a failure the same records again from the first one reported failed."""
+        from chalicelib import wiring
+        reader = wiring.get().batch_stream_reader()
+        pending: list[dict] = []
+        while not self._stop.is_set():
+            try:
+                if not pending:
+                    pending = reader.poll()
+                if not pending:
+                    self._stop.wait(0.2)
+                    continue
+                result = _invoke(self.app, handler, {"Records": pending})
+                failed = [f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])]
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("%s failed; its records will be delivered again", handler)
+                failed = [pending[0]["dynamodb"]["SequenceNumber"]] if pending else []
+            if not failed:
+                pending = []
+                continue
+            first = min(int(seq) for seq in failed)
+            pending = [r for r in pending if int(r["dynamodb"]["SequenceNumber"]) >= first]
+            self._stop.wait(1.0)
 
     def _sweep(self) -> None:
         while not self._stop.wait(self.sweep_seconds):
@@ -252,7 +284,9 @@ def main() -> None:
         from chalicelib.settings import parse_tokens
         tokens = parse_tokens(os.environ["LOCAL_API_TOKENS"])
         print(f"\nimgbatch local stack is ready\n  API + web UI   {stack.api_url}/\n"
-              f"  S3/SQS/DynamoDB (moto)  {stack.s3_url}\n  data           {_data_line(stack)}\n  tokens         " +
+              f"  S3/SQS/DynamoDB (moto)  {stack.s3_url}\n  data           {_data_line(stack)}\n"
+              f"  events         EventBridge bus {os.environ.get('EVENT_BUS_NAME', 'imgbatch-events')}; "
+              "webhooks may point at 127.0.0.1 (try `imgbatch listen`)\n  tokens         " +
               ", ".join(f"{t} (owner {o})" for t, o in tokens.items()) +
               f"\n  try: curl -H 'Authorization: Bearer {next(iter(tokens))}' {stack.api_url}/batches\n"
               "Press Ctrl-C to stop.", flush=True)

@@ -53,7 +53,8 @@ def describe_available(pipelines: Sequence[dict]) -> str:
 
 
 def batch_request(images: Sequence[ImageFile], pipeline_ids: list[str], *,
-                  description: str | None = None, customer_prefix: str | None = None) -> dict:
+                  description: str | None = None, customer_prefix: str | None = None,
+                  metadata: dict | None = None) -> dict:
     """Body of POST /batches; optional fields are left out so the API derives them."""
     body: dict = {
         "pipeline_ids": pipeline_ids,
@@ -63,6 +64,8 @@ def batch_request(images: Sequence[ImageFile], pipeline_ids: list[str], *,
         body["description"] = description
     if customer_prefix:
         body["customer_prefix"] = customer_prefix
+    if metadata:
+        body["metadata"] = dict(metadata)
     return body
 
 

@@ -100,6 +100,18 @@ def collect_images(app: App, paths: tuple[Path, ...]) -> Collection:
     return found
 
 
+def metadata_pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
+            raise click.BadParameter(f"{value!r}: expected KEY=VALUE with a key of 1-64 letters, digits, '_', '.', '-'")
+        if key in out:
+            raise click.BadParameter(f"{key!r} is given twice")
+        out[key] = item
+    return out
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-p", "--pipeline", "pipelines", multiple=True, required=True, metavar="NAME|ID",
@@ -107,11 +119,13 @@ def collect_images(app: App, paths: tuple[Path, ...]) -> Collection:
 @click.option("-d", "--description", help="Batch description (default: derived from the names).")
 @click.option("--prefix", "customer_prefix", metavar="PREFIX",
               help="Customer prefix, instead of the one parsed from the file names.")
+@click.option("-m", "--metadata", "metadata", multiple=True, metavar="KEY=VALUE", callback=metadata_pairs,
+              help="The batch's own metadata (carried in every event); repeat for several.")
 @follow_options
 @json_option
 @pass_app
 def submit(app: App, paths: tuple[Path, ...], pipelines: tuple[str, ...], description: str | None,
-           customer_prefix: str | None, **follow: Any) -> None:
+           customer_prefix: str | None, metadata: dict[str, str], **follow: Any) -> None:
     """Upload image files and folders (recursively) as one new batch.
 
     Non-images and hidden files are skipped. Exits 1 if any file failed to upload or, with
@@ -124,7 +138,8 @@ def submit(app: App, paths: tuple[Path, ...], pipelines: tuple[str, ...], descri
         raise click.BadParameter(str(exc), param_hint="'--pipeline'") from exc
 
     created = app.api.create_batch(
-        batch_request(found.images, pipeline_ids, description=description, customer_prefix=customer_prefix))
+        batch_request(found.images, pipeline_ids, description=description, customer_prefix=customer_prefix,
+                      metadata=metadata))
     batch = created["batch"]
     app.say(Text.assemble("Created batch ", (batch["base_directory_name"], "bold"),
                           f" ({batch['id']}): {batch['total_files']} files, "
@@ -570,3 +585,9 @@ def pipelines_delete(app: App, ref: str, yes: bool) -> None:
     else:
         app.say(f"Deleted pipeline {ref}.")
 
+
+# -- webhooks and the local receiver (imgbatch/webhook_commands.py) ---------------------------
+
+from imgbatch.webhook_commands import register as _register_webhooks  # noqa: E402
+
+_register_webhooks(cli)

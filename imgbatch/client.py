@@ -218,6 +218,29 @@ class ApiClient:
     def contact_sheet(self, batch_id: str, part: int = 1) -> dict:
         """One part of the batch's contact sheet (PDF): {"url", "file_name", ..., "part", "parts"}."""
         return self._json("GET", f"/batches/{batch_id}/contact-sheet", params={"part": part, "redirect": "false"})
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def create_webhook(self, body: Mapping[str, Any]) -> dict:
+        return self._json("POST", "/webhooks", json=dict(body))
+
+    def list_webhooks(self) -> list[dict]:
+        return self._json("GET", "/webhooks")["webhooks"]
+
+    def get_webhook(self, webhook_id: str) -> dict:
+        return self._json("GET", f"/webhooks/{webhook_id}")["webhook"]
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._json("DELETE", f"/webhooks/{webhook_id}")
+
+    def ping_webhook(self, webhook_id: str) -> dict:
+        return self._json("POST", f"/webhooks/{webhook_id}/ping")["delivery"]
+
+    def list_deliveries(self, webhook_id: str, *, limit: int = 50, cursor: str | None = None) -> dict:
+        params = _drop_none({"limit": limit, "cursor": cursor})
+        return self._json("GET", f"/webhooks/{webhook_id}/deliveries", params=params)
+
+    def redeliver(self, webhook_id: str, delivery_id: str) -> dict:
+        return self._json("POST", f"/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")["delivery"]
 
     def request_archive(self, batch_id: str, *, partial: bool = False) -> ArchiveTicket:
         params = {"partial": "true"} if partial else {}

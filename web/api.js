@@ -124,6 +124,17 @@ export const api = {
   /** {url, file_name, ..., part, parts} of one part of the batch's contact sheet (PDF). */
   contactSheet: (id, part = 1) =>
     request("GET", `batches/${encodeURIComponent(id)}/contact-sheet`, { params: { part, redirect: "false" } }).then((r) => r.data),
+  patchBatch: (id, fields) =>
+    request("PATCH", `batches/${encodeURIComponent(id)}`, { body: fields }).then((r) => r.data.batch),
+  webhooks: () => request("GET", "webhooks").then((r) => r.data.webhooks),
+  createWebhook: (spec) => request("POST", "webhooks", { body: spec }).then((r) => r.data),
+  deleteWebhook: (id) => request("DELETE", `webhooks/${encodeURIComponent(id)}`),
+  pingWebhook: (id) => request("POST", `webhooks/${encodeURIComponent(id)}/ping`).then((r) => r.data.delivery),
+  deliveries: (id, cursor) =>
+    request("GET", `webhooks/${encodeURIComponent(id)}/deliveries`, { params: { cursor, limit: 20 } }).then((r) => r.data),
+  redeliver: (id, deliveryId) =>
+    request("POST", `webhooks/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(deliveryId)}/redeliver`)
+      .then((r) => r.data.delivery),
   /** 200 ready {url, file_name}, 202 building {retry_after}; 409 etc. throw. */
   download: (id, partial) =>
     request("GET", `batches/${encodeURIComponent(id)}/download`, {

@@ -9,6 +9,8 @@
 //   thumbnails.js         a batch's files as a keyboard-navigable grid of lazy-loaded previews
 //   viewer.js             the larger view of one file: each pipeline's output, a download each
 //   pipelines.js          the Pipelines screen
+//   webhooks.js           the Webhooks screen (create, delivery log, ping, redeliver)
+//   integrations.js       a batch's integration fields on its detail (PATCH)
 //   store.js              the state several screens share, and their notifications
 //   api.js, uploader.js   the HTTP API and presigned S3 uploads
 //   dom.js, format.js, toasts.js   helpers
@@ -25,10 +27,12 @@ import { setupSubmit } from "./submit.js";
 import { showError } from "./toasts.js";
 import { dropSessions, uploadsInFlight } from "./uploads.js";
 import { currentView, showView } from "./views.js";
+import { loadWebhooks, setupWebhooks } from "./webhooks.js";
 
 async function enterApp() {
   showView();
-  await Promise.all([loadPipelines(), reloadBatches(), refreshStats(), showOwner()]);
+  await Promise.all([loadPipelines(), reloadBatches(), refreshStats(), showOwner(),
+    currentView() === "webhooks" ? loadWebhooks() : null]);
 }
 
 function signOut(message) {
@@ -67,6 +71,7 @@ function init() {
   window.addEventListener("hashchange", () => {
     showView();
     if (currentView() === "pipelines") loadPipelines();
+    if (currentView() === "webhooks") loadWebhooks();
   });
   store.on("stats-stale", refreshStats);
 
@@ -75,6 +80,7 @@ function init() {
   setupDetail();
   setupFilters();
   setupPipelines();
+  setupWebhooks();
 
   window.addEventListener("beforeunload", (e) => {
     if (uploadsInFlight()) {

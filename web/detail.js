@@ -5,6 +5,7 @@
 import { api, auth } from "./api.js";
 import { badge, h, timeEl } from "./dom.js";
 import { FINAL, errorLabel, formatBytes, plural, sleep } from "./format.js";
+import { integrationsBlock } from "./integrations.js";
 import { store } from "./store.js";
 import { ThumbGrid } from "./thumbnails.js";
 import { confirmDialog, showError, toast } from "./toasts.js";
@@ -118,7 +119,8 @@ export function renderDetail(row) {
   }
   // The thumbnail grid is kept across renders (its tiles and pictures stay); so is focus in it.
   const gridFocus = row.grid?.el.contains(document.activeElement) ? document.activeElement : null;
-  row.detail.replaceChildren(h("div", { class: "detail-top" }, meta, actions), notice || "", jobsBlock);
+  const integrations = integrationsBlock(batch, () => renderDetail(row));
+  row.detail.replaceChildren(h("div", { class: "detail-top" }, meta, actions), integrations, notice || "", jobsBlock);
   if (gridFocus && gridFocus.isConnected) gridFocus.focus({ preventScroll: true });
   else if (focused) row.detail.querySelector(`[data-action="${focused}"]`)?.focus();
 }

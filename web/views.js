@@ -1,11 +1,11 @@
-// Which screen shows: sign in, batches or pipelines (from the token and the URL hash).
+// Which screen shows: sign in, batches, pipelines or webhooks (from the token and the URL hash).
 
 import { auth } from "./api.js";
 import { $ } from "./dom.js";
 
 export function currentView() {
   const hash = location.hash.replace("#", "");
-  return hash === "pipelines" ? "pipelines" : "batches";
+  return ["pipelines", "webhooks"].includes(hash) ? hash : "batches";
 }
 
 export function showView() {
@@ -15,9 +15,11 @@ export function showView() {
   const view = currentView();
   $("#view-batches").hidden = !signedIn || view !== "batches";
   $("#view-pipelines").hidden = !signedIn || view !== "pipelines";
+  $("#view-webhooks").hidden = !signedIn || view !== "webhooks";
   for (const tab of document.querySelectorAll(".tabs a")) {
     if (tab.dataset.view === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
-  document.title = signedIn ? `${view === "pipelines" ? "Pipelines" : "Batches"} · imgbatch` : "Sign in · imgbatch";
+  const titles = { batches: "Batches", pipelines: "Pipelines", webhooks: "Webhooks" };
+  document.title = signedIn ? `${titles[view]} · imgbatch` : "Sign in · imgbatch";
 }

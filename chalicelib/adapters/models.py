@@ -18,6 +18,8 @@ from pynamodb.indexes import (
 )
 from pynamodb.models import Model
 
+from .webhook_models import build_webhook_models
+
 # Batch list indexes: one per (partition, sort) pair the list view can ask for.
 # Partition attributes narrow by filter, sort attributes order the page.
 BATCH_PARTITIONS = ("owner", "owner_status", "owner_prefix", "owner_status_prefix")
@@ -39,9 +41,11 @@ class Models:
     Job: Type[Model]
     Pipeline: Type[Model]
     Meta: Type[Model]
+    Webhook: Type[Model]
+    Delivery: Type[Model]
 
     def all(self):
-        return (self.Batch, self.Job, self.Pipeline, self.Meta)
+        return (self.Batch, self.Job, self.Pipeline, self.Meta, self.Webhook, self.Delivery)
 
 
 def _meta(table: str, region: str, host: str | None):
@@ -62,7 +66,8 @@ def _gsi(name: str, hash_attr: str, range_attr: str | None, projection) -> Type[
     return type(f"Index_{name.replace('-', '_')}", (GlobalSecondaryIndex,), body)
 
 
-def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: str, host: str | None) -> Models:
+def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks: str, deliveries: str, region: str,
+                 host: str | None) -> Models:
     batch_attrs = dict(
         Meta=_meta(batches, region, host),
         id=UnicodeAttribute(hash_key=True),
@@ -89,6 +94,12 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: 
         completed_at=UnicodeAttribute(null=True),
         upload_expires_at=UnicodeAttribute(),
         sample_file_names=ListAttribute(of=UnicodeAttribute),
+        # integration fields (API.md version 2); absent on batches stored before them
+        metadata=JSONAttribute(null=True),
+        dropbox_directory_id=UnicodeAttribute(null=True),
+        monday_item_id=UnicodeAttribute(null=True),
+        auto_upload_enabled=BooleanAttribute(null=True),
+        monday_sync_enabled=BooleanAttribute(null=True),
         # index keys (derived, written together with the fields they mirror)
         owner_status=UnicodeAttribute(),
         owner_prefix=UnicodeAttribute(),
@@ -172,4 +183,6 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: 
     for status in ("queued", "processing", "completed", "completed_with_errors", "failed", "cancelled"):
         meta_attrs[status] = NumberAttribute(null=True)
     Meta = type("MetaItem", (Model,), meta_attrs)
-    return Models(Batch, Job, Pipeline, Meta)
+    tables = {"webhooks": webhooks, "deliveries": deliveries}
+    Webhook, Delivery = build_webhook_models(lambda key: _meta(tables[key], region, host))
+    return Models(Batch, Job, Pipeline, Meta, Webhook, Delivery)

@@ -31,7 +31,14 @@ class ArchiveQueue:
         self.sqs = sqs_client
         self.url = queue_url
 
-    def request_build(self, batch_id: str, partial: bool) -> None:
+    def request_build(self, batch_id: str, partial: bool, prebuild: bool = False) -> None:
         if not self.url:
             raise RuntimeError("ARCHIVE_QUEUE_URL is not configured")
-        self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps({"batch_id": batch_id, "partial": partial}))
+        message = {"batch_id": batch_id, "partial": partial}
+        if prebuild:
+            message["prebuild"] = True
+        self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message))
+
+    def request_prebuild(self, batch_id: str) -> None:
+        """The whole ZIP of a batch that just became final (PREBUILD_ARCHIVES)."""
+        self.request_build(batch_id, partial=False, prebuild=True)

@@ -300,6 +300,26 @@ class DynamoRepository:
         self.meter.items += len(found)
         return found
 
+    def update_batch_fields(self, batch: dict, changes: dict, now: str) -> dict | None:
+        """PATCH: description and integration fields, in any status but deleting; the search text
+        follows the description. None when the batch is gone or being deleted."""
+        B = self.m.Batch
+        actions = [B.updated_at.set(now)]
+        for name, value in changes.items():
+            attr = getattr(B, name)
+            actions.append(attr.remove() if value is None else attr.set(value))
+        if "description" in changes:
+            actions.append(B.search_text.set(naming.search_text(
+                batch["customer_prefix"], batch["base_directory_name"], changes["description"])))
+        item = B(batch["id"])
+        try:
+            item.update(actions=actions, condition=B.id.exists() & (B.status != DELETING))
+        except UpdateError as exc:
+            if _conflict(exc):
+                return None
+            raise
+        return _plain(item)
+
     def mark_deleting(self, batch: dict, now: str) -> bool:
         """The first step of a delete, atomic with the owner's aggregates: the batch leaves every
         list index (its index keys go), stops every transition (they all condition on a status it no

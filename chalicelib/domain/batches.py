@@ -1,10 +1,11 @@
 """Batch rules: the create request, limits, status words and their derivation."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import naming
+from .integrations import INTEGRATION_FIELDS, parse_integrations, with_defaults
 from .validation import Invalid, reject_unknown, require_object, string, type_name
 
 QUEUED, PROCESSING = "queued", "processing"
@@ -59,6 +60,7 @@ class CreateBatch:
     files: tuple[FileSpec, ...]
     description: str | None
     customer_prefix: str | None
+    integrations: dict = field(default_factory=dict)   # metadata and the integration fields given
 
     @property
     def total_size(self) -> int:
@@ -67,7 +69,8 @@ class CreateBatch:
 
 def parse_create(payload, limits: Limits) -> CreateBatch:
     payload = require_object(payload)
-    reject_unknown(payload, ("pipeline_ids", "pipeline_id", "description", "customer_prefix", "files"))
+    reject_unknown(payload, ("pipeline_ids", "pipeline_id", "description", "customer_prefix", "files")
+                   + INTEGRATION_FIELDS)
     pipeline_ids = _pipeline_ids(payload)
     description = string(payload, "description", 500)
     description = description.strip() or None if description is not None else None
@@ -77,8 +80,9 @@ def parse_create(payload, limits: Limits) -> CreateBatch:
             prefix = naming.validate_explicit_prefix(prefix)
         except naming.NameError_ as exc:
             raise Invalid(str(exc)) from None
+    integrations = parse_integrations(payload)
     files = _files(payload.get("files"), limits)
-    return CreateBatch(pipeline_ids, files, description, prefix)
+    return CreateBatch(pipeline_ids, files, description, prefix, integrations)
 
 
 def _pipeline_ids(payload: dict) -> tuple[str, ...]:
@@ -201,6 +205,7 @@ class NewBatch:
     created_at: str
     upload_expires_at: str
     jobs: tuple[NewJob, ...]
+    integrations: dict = field(default_factory=dict)
 
     @property
     def total_files(self) -> int:
@@ -222,6 +227,7 @@ class NewBatch:
             "created_at": self.created_at, "updated_at": self.created_at, "started_at": None, "completed_at": None,
             "upload_expires_at": self.upload_expires_at,
             "sample_file_names": [j.file_name for j in self.jobs[:SAMPLE_NAMES]],
+            **with_defaults(self.integrations),
         }
 
     def job_records(self) -> list[dict]:

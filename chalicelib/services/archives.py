@@ -27,12 +27,14 @@ ASSUMED_BYTES_PER_SECOND = 40 * 1024 * 1024  # for Retry-After; measured S3->S3 
 
 
 class ArchiveService:
-    def __init__(self, repository, storage, settings, queue, clock=utcnow):
+    def __init__(self, repository, storage, settings, queue, clock=utcnow, on_ready=None):
         self.repo = repository
         self.storage = storage
         self.settings = settings
         self.queue = queue
         self.clock = clock
+        # called with (batch, archive key) once a batch's whole ZIP is built: the archive.ready event
+        self.on_ready = on_ready
 
     # -- the API call ------------------------------------------------------------
     def request(self, owner: str, batch_id: str, partial: bool) -> dict:
@@ -57,7 +59,10 @@ class ArchiveService:
                 "url": self.storage.presign_download(plan.key, self.settings.download_ttl_seconds, plan.file_name)}
 
     # -- the builder function ------------------------------------------------------
-    def build_requested(self, batch_id: str, partial: bool) -> str | None:
+    def build_requested(self, batch_id: str, partial: bool, prebuild: bool = False) -> str | None:
+        """Build what the API queued (it holds the build marker), or, for `prebuild`, the ZIP of a
+        batch that just became final (PREBUILD_ARCHIVES): then the marker is taken here, so a
+        download asked for meanwhile and this build do not both run."""
         batch = self.repo.get_batch(batch_id)
         if batch is None:
             return None  # deleted meanwhile
@@ -65,6 +70,10 @@ class ArchiveService:
             plan = self._plan(batch, partial)
         except NotReady:
             return None
+        if prebuild and self.storage.head(plan.key) is None:
+            now = self.clock()
+            if not self.repo.claim_archive_build(batch_id, plan.fingerprint, iso(now), iso(now - BUILD_STALE_AFTER)):
+                return None   # being built already; that build announces it
         if self.storage.head(plan.key) is None:
             try:
                 self._build(plan)
@@ -98,7 +107,8 @@ class ArchiveService:
             digest.update(f"\0{j['job_id']}:{j['status']}:{int(j.get('attempt') or 0)}".encode())
         fingerprint = digest.hexdigest()[:20]
         file_name = f"{base}.zip"
-        return Plan(batch_id=batch["id"], entries=entries, manifest=manifest, manifest_name=manifest_arcname(base),
+        return Plan(batch_id=batch["id"], partial=partial, entries=entries, manifest=manifest,
+                    manifest_name=manifest_arcname(base),
                     fingerprint=fingerprint, file_name=file_name,
                     key=archive_key(batch["id"], fingerprint, file_name),
                     bytes=sum(e.size for e in entries) + len(manifest))
@@ -112,6 +122,8 @@ class ArchiveService:
         if current is None or current["status"] == DELETING:
             self.storage.delete(plan.key)
             raise NotFound(f"batch {plan.batch_id} not found")
+        if self.on_ready is not None and not plan.partial:
+            self.on_ready(current, plan.key)
         return result["size"]
 
     # -- one job's output ------------------------------------------------------------
@@ -141,6 +153,7 @@ class ArchiveService:
 @dataclass
 class Plan:
     batch_id: str
+    partial: bool
     entries: list[PlannedEntry]
     manifest: bytes
     manifest_name: str

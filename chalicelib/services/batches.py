@@ -8,6 +8,7 @@ from ..domain import naming
 from ..domain.batches import (
     BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, SORT_FIELDS, BatchQuery, CreateBatch, NewBatch, NewJob, parse_create,
 )
+from ..domain.integrations import parse_patch
 from ..domain.keys import upload_key
 from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
@@ -53,7 +54,8 @@ class BatchService:
             base_directory_name=naming.directory_name(prefix, batch_date, counter),
             description=request.description or naming.auto_description(names), pipelines=tuple(pipelines),
             created=now, created_at=iso(now),
-            upload_expires_at=iso(now + timedelta(seconds=self.settings.upload_ttl_seconds)), jobs=tuple(jobs))
+            upload_expires_at=iso(now + timedelta(seconds=self.settings.upload_ttl_seconds)), jobs=tuple(jobs),
+            integrations=request.integrations)
         batch = self.repo.create_batch(new)
         records = new.job_records()
         uploads = self._presign(records[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
@@ -86,6 +88,18 @@ class BatchService:
         waiting = [j for j in page.items if j["status"] == JOB_AWAITING]
         return {"uploads": self._presign(waiting, batch["upload_expires_at"]),
                 "next_cursor": self.cursors.encode(f"uploads|{batch_id}", page.last_key)}
+
+    # -- PATCH: description and integration fields, in any status -------------
+    def update(self, owner: str, batch_id: str, payload) -> dict:
+        try:
+            changes = parse_patch(payload)
+        except Invalid as exc:
+            raise BadRequest(exc.message) from None
+        batch = owned_batch(self.repo, owner, batch_id)
+        updated = self.repo.update_batch_fields(batch, changes, iso(self.clock()))
+        if updated is None:   # deleted meanwhile
+            raise NotFound(f"batch {batch_id} not found")
+        return {"batch": batch_view(updated)}
 
     # -- read ----------------------------------------------------------------
     def get(self, owner: str, batch_id: str, params: dict) -> dict:

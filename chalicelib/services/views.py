@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..domain.batches import JOB_COMPLETED, percent
+from ..domain.integrations import with_defaults
 
 BATCH_FIELDS = ("id", "owner", "customer_prefix", "batch_date", "batch_counter", "base_directory_name",
                 "description", "pipeline_ids", "total_pipelines", "total_files", "total_size", "status",
@@ -18,6 +19,7 @@ def batch_view(b: dict) -> dict:
     done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
     out["progress"] = {**counts, "percent": percent(out["total_files"], done)}
     out["pipelines"] = b.get("pipelines") or []
+    out.update(with_defaults(b))   # batches stored before version 2 show the defaults
     return out
 
 

@@ -74,4 +74,8 @@ def create_stack(template: dict, package_dir: Path) -> dict:
     lam = boto3.client("lambda", region_name=REGION)
     for mapping in lam.list_event_source_mappings()["EventSourceMappings"]:
         lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    # moto's table streams invoke their mappings on every write whether enabled or not
+    from moto.dynamodb.models import dynamodb_backends
+    for table in dynamodb_backends[ACCOUNT][REGION].tables.values():
+        table.lambda_event_source_mappings.clear()
     return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}

@@ -89,13 +89,15 @@ class Recorder:
 def _compact(params: dict) -> dict:
     """Only what decides the permission: names of tables, indexes, buckets, keys, queues."""
     out = {}
-    for key in ("TableName", "IndexName", "Bucket", "Key", "Prefix", "QueueUrl"):
+    for key in ("TableName", "IndexName", "Bucket", "Key", "Prefix", "QueueUrl", "KeyId"):
         if key in params:
             out[key] = params[key]
     if "RequestItems" in params:
         out["RequestItems"] = sorted(params["RequestItems"])
     if "TransactItems" in params:
         out["TransactItems"] = [(kind, op["TableName"]) for item in params["TransactItems"] for kind, op in item.items()]
+    if "Entries" in params and all("EventBusName" in e for e in params["Entries"]):
+        out["EventBusNames"] = sorted({e["EventBusName"] for e in params["Entries"]})
     if "Delete" in params and isinstance(params["Delete"], dict):
         out["Keys"] = [o["Key"] for o in params["Delete"].get("Objects", [])]
     return out
@@ -124,6 +126,9 @@ class Arns:
 
     def object(self, bucket: str, key: str) -> str:
         return f"arn:{self.partition}:s3:::{bucket}/{key}"
+
+    def event_bus(self, name: str) -> str:
+        return f"arn:{self.partition}:events:{self.region}:{self.account}:event-bus/{name}"
 
     def queue(self, url: str) -> str:
         name = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
@@ -170,6 +175,12 @@ def needs_for(call: Call, arns: Arns) -> list[Need]:
             return [Need("s3:DeleteObject", arns.object(p["Bucket"], k), why=why) for k in p["Keys"]]
     if call.service == "sqs" and op in _SQS:
         return [Need(_SQS[op], arns.queue(p["QueueUrl"]), why=why)]
+    if call.service == "events" and op == "PutEvents":
+        return [Need("events:PutEvents", arns.event_bus(name), why=why) for name in p["EventBusNames"]]
+    if call.service == "kms" and op in ("Encrypt", "Decrypt"):
+        # the functions name the key by its ARN (WEBHOOK_KEY_ID from the stack)
+        assert p["KeyId"].startswith("arn:"), p["KeyId"]
+        return [Need(f"kms:{op}", p["KeyId"], why=why)]
     raise UnmappedCall(f"no IAM mapping for {call.service}.{op} ({call.function}); add it to tests/deploy/iam_calls.py")
 
 

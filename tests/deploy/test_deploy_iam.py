@@ -82,8 +82,13 @@ def needs(observed, deployed, functions) -> dict[str, set[Need]]:
         out[name].add(Need("logs:CreateLogStream", f"{group}:log-stream:2026/01/01/[$LATEST]abc", why="Lambda logs"))
         out[name].add(Need("logs:PutLogEvents", f"{group}:log-stream:2026/01/01/[$LATEST]abc", why="Lambda logs"))
         for mapping in lam.list_event_source_mappings(FunctionName=function_name(name))["EventSourceMappings"]:
-            for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
-                out[name].add(Need(action, mapping["EventSourceArn"], why="SQS event source mapping"))
+            if ":dynamodb:" in mapping["EventSourceArn"]:
+                actions = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                           "dynamodb:ListStreams")
+            else:
+                actions = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+            for action in actions:
+                out[name].add(Need(action, mapping["EventSourceArn"], why="event source mapping"))
     return dict(out)
 
 
@@ -138,6 +143,7 @@ def test_no_wildcard_actions_and_every_resource_scoped_to_the_stack(policies, de
     owned = [arns.table(deployed[f"{t.logical_id}Name"]) for t in resources.TABLES]
     owned += [arns.queue(deployed[f"{q.logical_id}Url"]) for q in resources.QUEUES]
     owned += [f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{STACK}-"]
+    owned += [arns.event_bus(deployed["EventBusName"]), deployed["WebhookKeyArn"]]
     bucket = arns.bucket(deployed["StorageBucketName"])
     for name, granted in policies.items():
         for s in granted:
@@ -150,9 +156,11 @@ def test_no_wildcard_actions_and_every_resource_scoped_to_the_stack(policies, de
                     continue
                 assert fixed == bucket or any(fixed.startswith(o) for o in owned), \
                     f"{name}/{s.sid}: {resource} is not scoped to a resource of the stack"
-                if fixed.startswith(tuple(owned[:4])):   # tables: the table itself or its indexes
-                    table = next(o for o in owned[:4] if fixed.startswith(o))
-                    assert fixed in (table, table + "/index/") or fixed.startswith(table + "/index/"), resource
+                tables = owned[:len(resources.TABLES)]
+                if fixed.startswith(tuple(tables)):   # tables: the table itself, its indexes or its stream
+                    table = next(o for o in tables if fixed.startswith(o))
+                    assert fixed in (table, table + "/index/") or fixed.startswith(
+                        (table + "/index/", table + "/stream/")), resource
 
 
 def test_the_checks_have_teeth(needs, policies):

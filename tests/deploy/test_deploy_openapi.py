@@ -90,3 +90,14 @@ def test_the_api_serves_this_file():
         response = client.http.get("/openapi.json")
     assert response.status_code == 200
     assert json.loads(response.body) == json.loads(SPEC_FILE.read_text())
+
+
+def test_both_batch_shapes_carry_the_integration_fields(spec):
+    """B and B-with-jobs are separate schemas (both closed): a field added to one only would make
+    every GET /batches/{id} answer violate the spec."""
+    schemas = spec["components"]["schemas"]
+    batch, with_jobs = schemas["Batch"], schemas["BatchWithJobs"]
+    assert set(batch["properties"]) <= set(with_jobs["properties"])
+    assert set(batch["required"]) <= set(with_jobs["required"])
+    for name in ("metadata", "dropbox_directory_id", "monday_item_id", "auto_upload_enabled", "monday_sync_enabled"):
+        assert name in batch["required"]

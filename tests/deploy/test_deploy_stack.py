@@ -84,7 +84,9 @@ def test_tables_match_the_models(deployed, settings):
             assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": resources.ttl_attribute(model)}
         else:
             assert ttl["TimeToLiveStatus"] == "DISABLED"
-    assert len(resources.table_definitions(models)) == 4
+    assert len(resources.table_definitions(models)) == 6
+    stream = ddb.describe_table(TableName=settings.table("batches"))["Table"]["StreamSpecification"]
+    assert stream == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert any(d.get("LocalSecondaryIndexes") for d in resources.table_definitions(models))
 
 
@@ -164,6 +166,23 @@ def test_event_sources_and_partial_batch_failures(deployed, settings):
     for name in ("register_uploads", "process_upload", "build_archive"):
         timeout = lam.get_function_configuration(FunctionName=function_name(name))["Timeout"]
         assert timeout <= resources.QUEUE_VISIBILITY_TIMEOUT, name
+    [delivery] = lam.list_event_source_mappings(FunctionName=function_name("deliver_webhooks"))["EventSourceMappings"]
+    assert delivery["EventSourceArn"] == arn(settings.queue_url("deliveries"))
+    assert delivery["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    timeout = lam.get_function_configuration(FunctionName=function_name("deliver_webhooks"))["Timeout"]
+    assert timeout < resources.DELIVERIES.visibility_timeout
+    [stream] = lam.list_event_source_mappings(FunctionName=function_name("publish_batch_events"))["EventSourceMappings"]
+    table = client("dynamodb").describe_table(TableName=settings.table("batches"))["Table"]
+    assert stream["EventSourceArn"] == table["LatestStreamArn"]
+    assert stream["StartingPosition"] == "TRIM_HORIZON"
+
+
+def test_events_reach_the_stacks_bus_and_secrets_its_key(deployed, settings):
+    assert settings.event_bus_name == deployed["EventBusName"] == f"{STACK}-events"
+    assert settings.webhook_key_id == deployed["WebhookKeyArn"]
+    sealed = client("kms").encrypt(KeyId=settings.webhook_key_id, Plaintext=b"s")["CiphertextBlob"]
+    assert client("kms").decrypt(CiphertextBlob=sealed)["Plaintext"] == b"s"
+    assert client("events").describe_event_bus(Name=settings.event_bus_name)["Name"] == settings.event_bus_name
 
 
 def test_the_sweep_runs_every_minute(deployed):

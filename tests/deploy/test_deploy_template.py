@@ -58,6 +58,10 @@ def test_tables_in_the_template_are_the_table_definitions(sam_template):
         props = dict(table["Properties"])
         ttl = props.pop("TimeToLiveSpecification", None)
         assert props.pop("PointInTimeRecoverySpecification") == {"PointInTimeRecoveryEnabled": True}
+        wanted = dict(wanted)
+        if "StreamSpecification" in wanted:   # CloudFormation spells an enabled stream by its view type alone
+            assert wanted.pop("StreamSpecification") == {"StreamEnabled": True, "StreamViewType": spec.stream}
+            assert props.pop("StreamSpecification") == {"StreamViewType": spec.stream}
         assert props == wanted
         assert ttl == ({"AttributeName": resources.ttl_attribute(model), "Enabled": True}
                        if resources.ttl_attribute(model) else None)
@@ -106,11 +110,13 @@ def test_packaging_refuses_configs_that_break_least_privilege_or_sqs():
 
 def test_every_function_is_configured_in_the_packaged_template(sam_template):
     res = sam_template["Resources"]
-    env_names = {"BATCHES_TABLE", "JOBS_TABLE", "PIPELINES_TABLE", "META_TABLE", "BUCKET_NAME",
-                 "UPLOAD_QUEUE_URL", "ARCHIVE_QUEUE_URL", "ARRIVAL_QUEUE_URL"}
+    env_names = {"BATCHES_TABLE", "JOBS_TABLE", "PIPELINES_TABLE", "META_TABLE", "WEBHOOKS_TABLE",
+                 "DELIVERIES_TABLE", "BUCKET_NAME", "UPLOAD_QUEUE_URL", "ARCHIVE_QUEUE_URL", "ARRIVAL_QUEUE_URL",
+                 "DELIVERY_QUEUE_URL", "EVENT_BUS_NAME", "WEBHOOK_KEY_ID"}
     functions = tmpl.app_functions()
     assert {fn.name for fn in functions} == {"api_handler", "token_auth", "register_uploads", "process_upload",
-                                             "build_archive", "expire_uploads"}
+                                             "build_archive", "expire_uploads", "publish_batch_events",
+                                             "deliver_webhooks"}
     for fn in functions:
         props = res[fn.logical_id]["Properties"]
         variables = props["Environment"]["Variables"]
@@ -128,6 +134,15 @@ def test_every_function_is_configured_in_the_packaged_template(sam_template):
         {"Fn::Sub": "${ArchiveQueue.Arn}"}
     assert res["ExpireUploads"]["Properties"]["Events"]["ExpireUploadsEvent"]["Properties"]["Schedule"] == \
         "rate(1 minute)"
+    # the batches stream of this stack (not the decorator's placeholder), failures reported per record
+    [(name, stream)] = res["PublishBatchEvents"]["Properties"]["Events"].items()
+    assert stream["Type"] == "DynamoDB" and stream["Properties"]["Stream"] == {"Fn::GetAtt": ["BatchesTable", "StreamArn"]}
+    assert stream["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["Properties"]["StartingPosition"] == "TRIM_HORIZON"
+    assert res["DeliverWebhooks"]["Properties"]["Events"]["DeliverWebhooksSqsEventSource"]["Properties"]["Queue"] == \
+        {"Fn::Sub": "${DeliveryQueue.Arn}"}
+    assert res["EventBus"]["Type"] == "AWS::Events::EventBus"
+    assert res["WebhookSecretsKey"]["Properties"]["EnableKeyRotation"] is True
 
 
 def test_gateway_responses_are_in_the_api_definition(cfn_template):

@@ -5,7 +5,10 @@ then the route), SQS batches to process_upload and build_archive, the scheduled 
 expire_uploads. Covers create/upload/process (good, bad, missing upload), list/read/stats,
 downloads (inline and via the archive queue), retry, cancel (and an upload arriving after
 it, and a cancel racing a processing worker), upload expiry, delete, and the archive
-writer's multipart and abort paths. Every AWS call is recorded with the function it ran in.
+writer's multipart and abort paths. Events and webhooks: the webhook API, PATCH, the batches
+stream handed to publish_batch_events (and handed again, as a redelivery), prebuilt archives and
+archive.ready, delivery attempts against a receiver on 127.0.0.1, ping and redeliver. Every AWS
+call is recorded with the function it ran in.
 """
 from __future__ import annotations
 
@@ -92,6 +95,28 @@ class Workload:
             self.sqs.delete_message(QueueUrl=self.settings.queue_url("archives"), ReceiptHandle=m["ReceiptHandle"])
         return len(messages)
 
+    def deliver_webhooks(self) -> int:
+        """What the delivery queue's event source mapping does: receive, invoke deliver_webhooks."""
+        url, done = self.settings.queue_url("deliveries"), 0
+        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            payload = self.sqs_invoke("deliver_webhooks", "imgbatch-deliveries", [m["Body"] for m in messages])
+            assert payload == {"batchItemFailures": []}, payload
+            for m in messages:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            done += len(messages)
+        return done
+
+    def publish_events(self, records: list[dict] | None = None) -> list[dict]:
+        """What the batches stream's event source mapping does: read the stream, invoke
+        publish_batch_events (the reading itself is Lambda's, recorded as nobody's)."""
+        if records is None:
+            records = self.stream.poll(1000)
+        if records:
+            with self.rec.function("publish_batch_events"):
+                payload = self.client.lambda_.invoke("publish_batch_events", {"Records": records}).payload
+            assert payload == {"batchItemFailures": []}, payload
+        return records
+
     def new_batch(self, pipeline_ids, files) -> tuple[dict, list[dict]]:
         _, data = self.http("POST", "/batches", {"pipeline_ids": pipeline_ids, "files": files}, expect=201)
         return data["batch"], data["uploads"]
@@ -113,8 +138,12 @@ class Workload:
                 return original(request)
 
         authorizer.func = token_auth
+        # the workload's receiver listens on 127.0.0.1 (deployed stacks refuse private addresses)
+        # and its failed first answer is tried again at once (the backoff is the app's business)
+        self.settings = replace(self.settings, webhook_allow_private=True, webhook_retry_base_seconds=0.01)
         try:
             container = wiring.reset(self.settings)
+            self.stream = container.batch_stream_reader()
             self.token = create_token(container.repository, OWNER)   # the admin command's code path
             with self.client_factory(app_module.app) as self.client:
                 self._run(container)
@@ -123,6 +152,24 @@ class Workload:
             wiring.reset()
 
     def _run(self, container) -> None:
+        from tests.receiver import Receiver
+        with Receiver(script=[500]) as receiver:
+            self._run_all(container, receiver)
+
+    def _webhooks(self, receiver) -> dict:
+        _, created = self.http("POST", "/webhooks", {"url": receiver.url, "events": ["*"]}, expect=201)
+        hook = created["webhook"]
+        self.http("GET", "/webhooks", expect=200)
+        self.http("GET", f"/webhooks/{hook['id']}", expect=200)
+        self.http("PUT", f"/webhooks/{hook['id']}", {"url": receiver.url, "description": "workload"}, expect=200)
+        _, ping = self.http("POST", f"/webhooks/{hook['id']}/ping", expect=202)
+        assert self.deliver_webhooks() == 2   # answered 500, then retried: delivered
+        self.http("POST", f"/webhooks/{hook['id']}/deliveries/{ping['delivery']['id']}/redeliver", expect=202)
+        self.deliver_webhooks()
+        self.http("GET", f"/webhooks/{hook['id']}/deliveries?limit=1", expect=200)
+        return hook
+
+    def _run_all(self, container, receiver) -> None:
         # auth: no token, an unknown token
         self.http("GET", "/batches", token="", expect=401)
         self.http("GET", "/batches", token="not-a-token", expect=401)
@@ -138,6 +185,9 @@ class Workload:
         self.http("PUT", f"/pipelines/{spare['id']}", {"name": "spare2", "format": "webp"}, expect=200)
         self.http("POST", "/pipelines", {"name": "web", "format": "png"}, expect=409)
         self.http("DELETE", f"/pipelines/{spare['id']}", expect=204)
+
+        # webhooks: created before any batch, so every event of the run is delivered
+        hook = self._webhooks(receiver)
 
         # a batch: two good images, one that is not an image, one never uploaded
         batch, uploads = self.new_batch([web["id"], thumb["id"]], [
@@ -158,6 +208,7 @@ class Workload:
         bid = batch["id"]
         _, got = self.http("GET", f"/batches/{bid}", expect=200)
         assert got["batch"]["status"] == "completed_with_errors", got["batch"]
+        self.http("PATCH", f"/batches/{bid}", {"monday_item_id": "42", "metadata": {"order": "A-1"}}, expect=200)
 
         # reads
         for query in ("", "?status=completed_with_errors", "?customer_prefix=PL_DXB", "?search=dxb",
@@ -211,14 +262,15 @@ class Workload:
                                                                           uploads2[2]["fields"]["key"])])
 
         # expiry: one upload never comes; S3 has the other, whose notification is still queued
-        # The TTL leaves room for a slow create: expiry times are whole seconds, and a batch whose
-        # uploads expire before they are signed gets no upload links (on a loaded 2-core VM, >1 s).
-        wiring.reset(replace(self.settings, upload_ttl_seconds=5, expiry_grace_seconds=0))
+        # links are presigned only while time is left: warm clients and a few seconds to spare, under load
+        warm = wiring.reset(replace(self.settings, upload_ttl_seconds=6, expiry_grace_seconds=0))
+        warm.storage, warm.repository   # noqa: B018  (cached: built now, not inside the request)
         batch3, uploads3 = self.new_batch([web["id"]], [
             {"name": "late.png", "size": 10, "content_type": "image/png"},
             {"name": "stored.png", "size": len(_image("PNG")), "content_type": "image/png"}])
+        assert len(uploads3) == 2, (batch3, uploads3, time.time())
         self.upload(uploads3[1], _image("PNG"))
-        time.sleep(5.2)
+        time.sleep(6.2)
         assert self.sweep() == {"expired": 1, "deletes_resumed": 0}
         wiring.reset(self.settings)
         self.drain_processing()
@@ -241,10 +293,22 @@ class Workload:
         assert got["batch"]["progress"]["cancelled"] == 1, got["batch"]
         self.http("GET", f"/batches/{batch5['id']}", expect=404)
 
+        # the events of everything so far; finished batches with outputs get their ZIP prebuilt
+        records = self.publish_events()
+        assert self.build_archives() >= 1
+        self.publish_events(records)   # the stream delivers these records again: nothing is sent twice
+        self.deliver_webhooks()
+
         # delete everything of the first batches
         for b in (bid, batch2["id"], batch3["id"], batch4["id"]):
             self.http("DELETE", f"/batches/{b}", expect=204)
         self.http("GET", f"/batches/{bid}", expect=404)
+        self.publish_events()
+        self.deliver_webhooks()
+        types = {e["type"] for e in receiver.events()}
+        assert {"ping", "batch.created", "batch.started", "batch.completed_with_errors", "batch.cancelled",
+                "batch.deleted", "archive.ready"} <= types, types
+        self.http("DELETE", f"/webhooks/{hook['id']}", expect=204)
 
     def _cancel_racing_worker(self, batch: dict, upload: dict) -> None:
         """The user cancels while a worker renders: the worker's commit loses and it removes its outputs."""

@@ -22,3 +22,4 @@ def ids(cases: list[dict], key: str = "description") -> list[str]:
 
 NAMING = load("naming.json")
 SNIFFING = load("sniffing.json")
+SIGNATURES = load("signatures.json")
