@@ -302,3 +302,12 @@ def build_archive(event):
     for record in event:
         message = json.loads(record.body)
         wiring.get().archives.build_requested(message["batch_id"], bool(message.get("partial")))
+
+
+@app.on_sqs_message(**resources.ARCHIVE_PARTS.event_source())
+def build_archive_part(event):
+    """Uploads one task's parts of an archive built in parallel; the last one completes it."""
+    for record in event:
+        message = json.loads(record.body)
+        wiring.get().archives.build_task(message["batch_id"], message["fingerprint"], message["upload_id"],
+                                         int(message["task"]))

@@ -17,7 +17,7 @@ from pynamodb.connection import Connection
 from .adapters.models import Models, build_models
 from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
-from .resources import ARCHIVES, UPLOADS, Created, create_all
+from .resources import ARCHIVE_PARTS, ARCHIVES, UPLOADS, Created, create_all
 from .settings import Settings
 
 
@@ -93,7 +93,8 @@ class Container:
         from .adapters.queue import ArchiveQueue
         from .services.archives import ArchiveService
         return ArchiveService(self.repository, self.storage, self.settings,
-                              ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key)))
+                              ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key),
+                                           self.settings.queue_url(ARCHIVE_PARTS.key)))
 
     @cached_property
     def deleter(self):

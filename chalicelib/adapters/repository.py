@@ -474,6 +474,42 @@ class DynamoRepository:
     def release_archive_build(self, batch_id: str, fingerprint: str) -> None:
         self.m.Meta(MetaKey.build_lock(batch_id, fingerprint)).delete()
 
+    def start_archive_upload(self, batch_id: str, fingerprint: str, upload_id: str, now: str) -> bool:
+        """The claimed marker records the build's multipart upload, once: a repeated build request
+        finds it taken and leaves the running build alone."""
+        M = self.m.Meta
+        try:
+            M(MetaKey.build_lock(batch_id, fingerprint)).update(
+                actions=[M.upload_id.set(upload_id), M.started_at.set(now)],
+                condition=M.id.exists() & M.upload_id.does_not_exist())
+        except UpdateError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def count_archive_task(self, batch_id: str, fingerprint: str, upload_id: str, task: int,
+                           now: str) -> int | None:
+        """ADD the task to a number set, on condition that it is not in it yet: a task reported
+        twice (SQS redelivers) counts once, so exactly one report sees the set reach the total.
+        `started_at` moves too, so a build that makes progress never looks stale. One small item
+        per build, written once per task (tens to hundreds of times), far below a partition's limit."""
+        M = self.m.Meta
+        key = MetaKey.build_lock(batch_id, fingerprint)
+        item = M(key)
+        try:
+            item.update(actions=[M.tasks_done.add({task}), M.started_at.set(now)],
+                        condition=(M.upload_id == upload_id) & ~M.tasks_done.contains(task))
+            return len(item.tasks_done or ())
+        except UpdateError as exc:
+            if not _conflict(exc):
+                raise
+        try:  # counted before, or another upload's marker: tell the two apart
+            current = M.get(key, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return len(current.tasks_done or ()) if current.upload_id == upload_id else None
+
     # -- API tokens (stored hashed) -----------------------------------------
     def owner_for_token(self, digest: str) -> str | None:
         try:

@@ -24,9 +24,14 @@ def job_view(j: dict) -> dict:
     return {
         "id": j["job_id"], "file_name": j["file_name"], "size": int(j["size"]),
         "content_type": j.get("content_type"), "status": j["status"], "error": error,
-        "outputs": j.get("outputs") or [], "created_at": j["created_at"], "updated_at": j.get("updated_at"),
+        "outputs": [_output_view(o) for o in j.get("outputs") or []], "created_at": j["created_at"], "updated_at": j.get("updated_at"),
         "started_at": j.get("started_at"), "completed_at": j.get("completed_at"),
     }
+
+
+def _output_view(output: dict) -> dict:
+    # crc32 is recorded for laying out archives (services/archives.py), not part of the API's J
+    return {k: v for k, v in output.items() if k != "crc32"}
 
 
 def upload_view(job: dict, presigned: dict, expires_at: str) -> dict:
