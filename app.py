@@ -309,5 +309,5 @@ def build_archive_part(event):
     """Uploads one task's parts of an archive built in parallel; the last one completes it."""
     for record in event:
         message = json.loads(record.body)
-        wiring.get().archives.build_task(message["batch_id"], message["fingerprint"], message["upload_id"],
-                                         int(message["task"]))
+        wiring.get().archives.build_task(message["batch_id"], message["fingerprint"], message["key"],
+                                         message["upload_id"], int(message["task"]))

@@ -99,6 +99,9 @@ class BatchStore(Protocol):
         """Count one finished task of that upload, once however often it is reported, and mark the
         build alive (`now`). Returns how many distinct tasks are counted, or None when the marker
         no longer records this upload (a newer build took over, or the build was released)."""
+    def finish_archive_build(self, batch_id: str, fingerprint: str, upload_id: str) -> bool:
+        """Release the marker of that upload's build; True for exactly one caller, False when it
+        is gone or records another upload."""
 
 
 class TokenStore(Protocol):

@@ -169,10 +169,19 @@ def check_upload(s3_client, bucket: str, key: str, upload_id: str) -> None:
         raise
 
 
+def _upload_gone(exc: Exception, key: str, upload_id: str) -> UploadGone | None:
+    if _error_code(exc) == "NoSuchUpload":
+        return UploadGone(f"{key} upload {upload_id[:16]}... is gone")
+    return None
+
+
 def upload_part(s3_client, bucket: str, key: str, upload_id: str, number: int, body) -> None:
     if not 1 <= number <= MAX_PARTS:
         raise ValueError(f"part number {number} is outside 1-{MAX_PARTS}")
-    s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+    try:
+        s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+    except s3_client.exceptions.ClientError as exc:
+        raise _upload_gone(exc, key, upload_id) or exc from None
 
 
 def copy_part(s3_client, bucket: str, key: str, upload_id: str, number: int, source_key: str,
@@ -187,7 +196,7 @@ def copy_part(s3_client, bucket: str, key: str, upload_id: str, number: int, sou
     except s3_client.exceptions.ClientError as exc:
         if _error_code(exc) in ("NoSuchKey", "404", "InvalidRange"):
             raise SourceChanged(f"s3://{bucket}/{source_key} is gone or shorter than planned") from None
-        raise
+        raise _upload_gone(exc, key, upload_id) or exc from None
 
 
 def list_part_etags(s3_client, bucket: str, key: str, upload_id: str) -> list[dict]:
@@ -213,8 +222,11 @@ def complete_upload(s3_client, bucket: str, key: str, upload_id: str, parts: int
         missing = sorted(set(range(1, parts + 1)) - set(numbers))[:10]
         raise RuntimeError(f"s3://{bucket}/{key}: {len(listed)} parts listed, {parts} expected "
                            f"(missing e.g. {missing}); not completing")
-    s3_client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                        MultipartUpload={"Parts": listed})
+    try:
+        s3_client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                            MultipartUpload={"Parts": listed})
+    except s3_client.exceptions.ClientError as exc:
+        raise _upload_gone(exc, key, upload_id) or exc from None
 
 
 def abort_upload(s3_client, bucket: str, key: str, upload_id: str) -> None:

@@ -490,25 +490,31 @@ class DynamoRepository:
 
     def count_archive_task(self, batch_id: str, fingerprint: str, upload_id: str, task: int,
                            now: str) -> int | None:
-        """ADD the task to a number set, on condition that it is not in it yet: a task reported
-        twice (SQS redelivers) counts once, so exactly one report sees the set reach the total.
-        `started_at` moves too, so a build that makes progress never looks stale. One small item
-        per build, written once per task (tens to hundreds of times), far below a partition's limit."""
+        """ADD the task to a number set: a task reported twice (SQS redelivers) is in it once, so
+        the set's size is exact. On condition that the marker still records this upload, so a
+        superseded build's workers count nothing. `started_at` moves too: a build that makes
+        progress never looks stale. One small item per build, written once per task."""
         M = self.m.Meta
-        key = MetaKey.build_lock(batch_id, fingerprint)
-        item = M(key)
+        item = M(MetaKey.build_lock(batch_id, fingerprint))
         try:
             item.update(actions=[M.tasks_done.add({task}), M.started_at.set(now)],
-                        condition=(M.upload_id == upload_id) & ~M.tasks_done.contains(task))
-            return len(item.tasks_done or ())
+                        condition=M.upload_id == upload_id)
         except UpdateError as exc:
-            if not _conflict(exc):
-                raise
-        try:  # counted before, or another upload's marker: tell the two apart
-            current = M.get(key, consistent_read=True)
-        except DoesNotExist:
-            return None
-        return len(current.tasks_done or ()) if current.upload_id == upload_id else None
+            if _conflict(exc):
+                return None
+            raise
+        return len(item.tasks_done or ())
+
+    def finish_archive_build(self, batch_id: str, fingerprint: str, upload_id: str) -> bool:
+        """Delete the marker of that upload's build; True for exactly one caller."""
+        M = self.m.Meta
+        try:
+            M(MetaKey.build_lock(batch_id, fingerprint)).delete(condition=M.upload_id == upload_id)
+        except DeleteError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
 
     # -- API tokens (stored hashed) -----------------------------------------
     def owner_for_token(self, digest: str) -> str | None:

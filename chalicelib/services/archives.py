@@ -116,43 +116,65 @@ class ArchiveService:
         self.storage.abort_uploads(plan.key, keep=upload_id)
         self.storage.put(archive_plan_key(plan.batch_id, plan.fingerprint), spec.encode(upload_id),
                          "application/gzip")
-        self.queue.request_tasks([{"batch_id": plan.batch_id, "fingerprint": plan.fingerprint,
+        self.queue.request_tasks([{"batch_id": plan.batch_id, "fingerprint": plan.fingerprint, "key": plan.key,
                                    "upload_id": upload_id, "task": n} for n in range(1, tasks + 1)])
         log.info("building %s in %d parts, %d tasks (%d bytes)", plan.key, parts, tasks, spec.size)
         return plan.key
 
     # -- the part builder function (the workers) -------------------------------------
-    def build_task(self, batch_id: str, fingerprint: str, upload_id: str, task: int) -> str:
-        """Upload one task's parts; the worker whose count completes the set completes the upload.
-        Returns what happened: "uploaded", "completed", or "stale" (a finished, aborted or
-        superseded build: nothing to do). Anything else raises, and SQS delivers the task again."""
+    def build_task(self, batch_id: str, fingerprint: str, key: str, upload_id: str, task: int) -> str:
+        """Upload one task's parts and count the task. Returns "uploaded"; "completed" for the one
+        delivery that finishes the archive; or "stale" (the build is finished, aborted or
+        superseded: nothing to do). Anything else raises, and SQS delivers the task again."""
         spec = self._load_spec(batch_id, fingerprint)
-        if spec is None or spec.upload_id != upload_id:
+        if spec is None:
+            # Finished (the plan goes last), or the batch was deleted with its plan: then its
+            # upload goes too, rather than waiting for the lifecycle rule.
+            current = self.repo.get_batch(batch_id)
+            if current is None or current["status"] == DELETING:
+                self.storage.abort_uploads(key)
+            return "stale"
+        if spec.upload_id != upload_id:
             return "stale"
         layout = spec.layout()
         parts, tasks = spec.cut(layout)
         first, last = tasks[task - 1]
         try:
             self.storage.check_upload(spec.key, upload_id)
-        except UploadGone:
-            return self._finish_if_built(batch_id, fingerprint, spec)
-        try:
             self._send_parts(spec.key, upload_id, layout, parts[first - 1:last])
+        except UploadGone:
+            return self._complete(batch_id, fingerprint, spec, len(parts))
         except SourceChanged:
             return self._source_changed_during_parts(batch_id, spec)
-        except UploadGone:
-            return self._finish_if_built(batch_id, fingerprint, spec)
         counted = self.repo.count_archive_task(batch_id, fingerprint, upload_id, task, iso(self.clock()))
         if counted is None:
             return "stale"
         if counted < len(tasks):
             return "uploaded"
+        return self._complete(batch_id, fingerprint, spec, len(parts))
+
+    def _complete(self, batch_id: str, fingerprint: str, spec: "BuildSpec", parts: int) -> str:
+        """Every task is counted. Any delivery that sees it completes the upload, so a worker that
+        died on the way is replaced by the next delivery of its task; completing twice finds the
+        upload gone. Then the marker is released on condition, and only the delivery that releases
+        it goes on: the archive is announced once."""
         try:
-            self.storage.complete_upload(spec.key, upload_id, len(parts))
+            self.storage.complete_upload(spec.key, spec.upload_id, parts)
+            log.info("built %s (%d bytes, %d parts)", spec.key, spec.size, parts)
         except UploadGone:
-            return self._finish_if_built(batch_id, fingerprint, spec)
-        log.info("built %s (%d bytes, %d parts, %d tasks)", spec.key, spec.size, len(parts), len(tasks))
-        return self._finish(batch_id, fingerprint, spec)
+            if self.storage.head(spec.key) is None:
+                return "stale"   # aborted: a newer build took over, or the batch went
+        current = self.repo.get_batch(batch_id)
+        if current is None or current["status"] == DELETING:
+            # A delete that swept the archives while this one was being written would leave it behind.
+            self.storage.delete(spec.key)
+            self.storage.delete(archive_plan_key(batch_id, fingerprint))
+            return "stale"
+        if not self.repo.finish_archive_build(batch_id, fingerprint, spec.upload_id):
+            return "stale"
+        self.archive_ready(batch_id, spec.key)
+        self.storage.delete(archive_plan_key(batch_id, fingerprint))
+        return "completed"
 
     def _send_parts(self, key: str, upload_id: str, layout: Layout, parts: list[Part]) -> None:
         with ThreadPoolExecutor(PARTS_IN_FLIGHT) as pool, ThreadPoolExecutor(READS_IN_FLIGHT) as reads:
@@ -188,34 +210,11 @@ class ArchiveService:
         return buffer
 
     # -- finishing ---------------------------------------------------------------------
-    def _finish(self, batch_id: str, fingerprint: str, spec: "BuildSpec") -> str:
-        current = self.repo.get_batch(batch_id)
-        if current is None or current["status"] == DELETING:
-            # A delete that swept the archives while this one was being written would leave it behind.
-            self.storage.delete(spec.key)
-            self.storage.delete(archive_plan_key(batch_id, fingerprint))
-            return "stale"
-        self.archive_ready(batch_id, spec.key)
-        self.repo.release_archive_build(batch_id, fingerprint)
-        self.storage.delete(archive_plan_key(batch_id, fingerprint))
-        return "completed"
-
-    def _finish_if_built(self, batch_id: str, fingerprint: str, spec: "BuildSpec") -> str:
-        """The upload is gone. Completed by an earlier delivery that stopped before tidying up
-        (its plan is still there, naming this upload): tidy up now. Otherwise it was aborted."""
-        if self.storage.head(spec.key) is None:
-            return "stale"
-        again = self._load_spec(batch_id, fingerprint)
-        if again is None or again.upload_id != spec.upload_id:
-            return "stale"
-        return self._finish(batch_id, fingerprint, spec)
-
     def archive_ready(self, batch_id: str, key: str) -> None:
         """Called once an archive is stored and can be downloaded at once, by whichever build wrote
-        it (the API request, the coordinator, or the worker that completed the parts). At least
-        once per archive: a build that stops between storing the archive and tidying up calls it
-        again when SQS delivers its task again, so an event sent from here should take its id from
-        the archive key (the events work: `archive.ready`)."""
+        it: the API request, the coordinator, or the one part worker that released the build's
+        marker (`archive.ready` belongs here). Once per archive; a function that dies between
+        storing the archive and this call does not call it (the archive is still served)."""
         log.info("archive ready: %s", key)
 
     def _source_changed(self, plan: "Plan") -> str | None:
