@@ -103,9 +103,10 @@ class ArchiveService:
             finally:
                 self.repo.release_archive_build(batch_id, plan.fingerprint)
             return plan.key
-        return self._start_parts(plan, spec, len(parts), len(tasks), now)
+        return self._start_parts(plan, spec, parts, len(tasks), now)
 
-    def _start_parts(self, plan: "Plan", spec: "BuildSpec", parts: int, tasks: int, now: datetime) -> str | None:
+    def _start_parts(self, plan: "Plan", spec: "BuildSpec", parts: list[Part], tasks: int,
+                     now: datetime) -> str | None:
         upload_id = self.storage.start_upload(plan.key, "application/zip", plan.file_name)
         if not self.repo.start_archive_upload(plan.batch_id, plan.fingerprint, upload_id, iso(now)):
             # A repeated build request while a build of this content runs (or its marker is gone):
@@ -118,7 +119,8 @@ class ArchiveService:
                          "application/gzip")
         self.queue.request_tasks([{"batch_id": plan.batch_id, "fingerprint": plan.fingerprint, "key": plan.key,
                                    "upload_id": upload_id, "task": n} for n in range(1, tasks + 1)])
-        log.info("building %s in %d parts, %d tasks (%d bytes)", plan.key, parts, tasks, spec.size)
+        log.info("building %s in %d parts (%d copied inside S3), %d tasks (%d bytes)", plan.key, len(parts),
+                 sum(p.copy is not None for p in parts), tasks, spec.size)
         return plan.key
 
     # -- the part builder function (the workers) -------------------------------------
