@@ -8,8 +8,12 @@ sizes and CRC-32s recorded at processing time; Lambda never returns the bytes.
   into S3 parts and the parts into tasks, starts the multipart upload, stores the layout's input
   beside the archive and sends one message per task. Each worker uploads its task's parts (copied
   inside S3 for large members, generated from header bytes and ranged reads otherwise) and
-  counts its task in the build's marker item; the count is exact under redelivery, so exactly one
-  worker sees the last task counted, and that one completes the upload.
+  counts its task in the build's marker item, exactly under redelivery. A delivery that sees every
+  task counted completes the upload (a second completion finds it gone), then releases the marker
+  on condition: the one delivery that releases it announces the archive (archive_ready).
+- Failures: a failed task raises and SQS delivers it again; a build that stops making progress
+  (no task counted for BUILD_STALE_AFTER) is claimed again by the next poll, whose coordinator
+  aborts the old upload; the bucket's lifecycle rule aborts whatever is still left after a day.
 An archive's key holds a fingerprint of everything it contains, so an unchanged batch reuses
 its archive and any change (retry, more files finished) builds anew.
 """
