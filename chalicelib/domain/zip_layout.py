@@ -32,7 +32,7 @@ import bisect
 import struct
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Sequence, Union
 
 STORED, DEFLATED = 0, 8
 MIN_PART = 5 * 1024 ** 2          # S3: every part but the last
@@ -295,7 +295,7 @@ def group_parts(parts: Sequence[Part], task_bytes: int) -> list[tuple[int, int]]
 
 # -- reading -------------------------------------------------------------------------------
 
-def stream(pieces: Iterable[Piece], read: "Reader") -> Iterator[bytes]:
+def stream(pieces: Iterable[Piece], read: Callable[[Source], Iterable[bytes]]) -> Iterator[bytes]:
     """The bytes of ``pieces`` in order; ``read(source)`` yields a source range's bytes."""
     for piece in pieces:
         if isinstance(piece, Literal):
@@ -304,6 +304,3 @@ def stream(pieces: Iterable[Piece], read: "Reader") -> Iterator[bytes]:
         else:
             yield from read(piece)
 
-
-class Reader:  # the shape of `read` above, for type checkers only
-    def __call__(self, source: Source) -> Iterable[bytes]: ...
