@@ -400,3 +400,12 @@ def deliver_webhooks(event):
     with ThreadPoolExecutor(max_workers=max(1, len(records))) as pool:
         failures = [m for m in pool.map(attempt, records) if m]
     return _partial_failures(failures)
+
+
+@app.on_sqs_message(**resources.ARCHIVE_PARTS.event_source())
+def build_archive_part(event):
+    """Uploads one task's parts of an archive built in parallel; the last one completes it."""
+    for record in event:
+        message = json.loads(record.body)
+        wiring.get().archives.build_task(message["batch_id"], message["fingerprint"], message["key"],
+                                         message["upload_id"], int(message["task"]))

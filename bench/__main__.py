@@ -6,11 +6,11 @@ baseline in this same run.
     .venv/bin/python -m bench --only pipeline,zip
     .venv/bin/python -m bench --quick --markdown /tmp/bench.md   # also write machine + table as Markdown
 
-Sections (in this order): pipeline (bench_pipeline.py), zip (bench_zip.py), e2e
-(bench_e2e.py), api (bench_api.py), contention (bench_contention.py), persistence
-(bench_persistence.py), scale (bench_scale.py: the DynamoDB limits model, bench/dynamo_model.py),
-events (bench_events.py);
-each module also runs on its own (`python -m bench.bench_e2e --help`). Targets are printed with a verdict, never
+Sections (in this order): pipeline (bench_pipeline.py), zip (bench_zip.py), parts
+(bench_parts.py), e2e (bench_e2e.py), api (bench_api.py), contention (bench_contention.py),
+persistence (bench_persistence.py), scale (bench_scale.py: the DynamoDB limits model,
+bench/dynamo_model.py), events (bench_events.py); each module also runs on
+its own (`python -m bench.bench_e2e --help`). Targets are printed with a verdict, never
 asserted: this is not part of `make test`.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 
-SECTIONS = ("pipeline", "zip", "e2e", "api", "contention", "persistence", "scale", "events")
+SECTIONS = ("pipeline", "zip", "parts", "e2e", "api", "contention", "persistence", "scale", "events")
 
 
 def _log(message: str) -> None:
@@ -38,6 +38,9 @@ def run_section(name: str, quick: bool) -> list:
         sizes = [20, 100] if quick else [100, 1000]
         repeat = 1 if quick else {100: 3, 1000: 1}
         return bench_zip.rows(bench_zip.run(sizes, repeat=repeat, log=_log))
+    if name == "parts":
+        from bench import bench_parts
+        return bench_parts.rows(bench_parts.run(100 if quick else 400, log=_log))
     if name == "e2e":
         from bench import bench_e2e
         modes = ("devstack",) if quick else ("devstack", "split")

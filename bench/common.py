@@ -224,7 +224,7 @@ def machine() -> dict[str, str]:
     info["kernel"] = platform.release()
     info["python"] = platform.python_version()
     versions = {}
-    for dist in ("pillow", "pyvips", "moto", "pynamodb", "botocore", "chalice", "zipstream-ng"):
+    for dist in ("pillow", "pyvips", "moto", "pynamodb", "botocore", "chalice"):
         try:
             from importlib.metadata import version
             versions[dist] = version(dist)

@@ -19,6 +19,14 @@ class ConditionFailed(Exception):
     """A conditional write lost: the item is not in the state the caller expected."""
 
 
+class UploadGone(Exception):
+    """The multipart upload no longer exists: it was completed or aborted."""
+
+
+class SourceChanged(Exception):
+    """A stored object is gone, or is no longer the size it was planned with."""
+
+
 @dataclass
 class Page:
     items: list[dict]
@@ -85,6 +93,17 @@ class BatchStore(Protocol):
     # one archive build per content
     def claim_archive_build(self, batch_id: str, fingerprint: str, now: str, stale_before: str) -> bool: ...
     def release_archive_build(self, batch_id: str, fingerprint: str) -> None: ...
+    def start_archive_upload(self, batch_id: str, fingerprint: str, upload_id: str, now: str) -> bool:
+        """Record the multipart upload of the build holding the marker; False (changing nothing)
+        when the marker is gone or already records an upload."""
+    def count_archive_task(self, batch_id: str, fingerprint: str, upload_id: str, task: int,
+                           now: str) -> int | None:
+        """Count one finished task of that upload, once however often it is reported, and mark the
+        build alive (`now`). Returns how many distinct tasks are counted, or None when the marker
+        no longer records this upload (a newer build took over, or the build was released)."""
+    def finish_archive_build(self, batch_id: str, fingerprint: str, upload_id: str) -> bool:
+        """Release the marker of that upload's build; True for exactly one caller, False when it
+        is gone or records another upload."""
 
 
 class TokenStore(Protocol):
@@ -113,6 +132,25 @@ class ObjectStore(Protocol):
         """The origins a browser talks to for presigned transfers (for the UI's CSP)."""
 
 
+class MultipartStore(Protocol):
+    """One object written as S3 multipart parts by several workers, each part sent on its own."""
+    def read_range(self, key: str, start: int, length: int, object_size: int) -> Iterator[bytes]:
+        """Bytes [start, start + length) of an object planned as `object_size` bytes long; raises
+        SourceChanged when it is gone or its size differs."""
+    def start_upload(self, key: str, content_type: str, file_name: str | None = None) -> str: ...
+    def check_upload(self, key: str, upload_id: str) -> None:
+        """Raises UploadGone when the upload was completed or aborted."""
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> None: ...
+    def copy_part(self, key: str, upload_id: str, number: int, source_key: str, start: int, length: int) -> None:
+        """Server-side copy of a source range into part `number`; SourceChanged when the source is gone."""
+    def complete_upload(self, key: str, upload_id: str, parts: int) -> None:
+        """Complete with parts 1..`parts` as uploaded; UploadGone when it is no longer there."""
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one upload (gone already is fine)."""
+    def abort_uploads(self, key: str, keep: str | None = None) -> int:
+        """Abort every unfinished upload of `key` except `keep`; returns how many."""
+
+
 class ProcessingQueue(Protocol):
     def enqueue_keys(self, keys: list[str]) -> None:
         """Ask for these uploads to be processed (again)."""
@@ -120,3 +158,5 @@ class ProcessingQueue(Protocol):
 
 class ArchiveQueue(Protocol):
     def request_build(self, batch_id: str, partial: bool) -> None: ...
+    def request_tasks(self, tasks: list[dict]) -> None:
+        """One message per task of a parallel archive build (the parts queue)."""

@@ -103,12 +103,18 @@ UPLOADS = QueueSpec("uploads", "imgbatch-uploads", "UPLOAD_QUEUE_URL", "UploadQu
 # Archives too large to build inside an API request.
 ARCHIVES = QueueSpec("archives", "imgbatch-archives", "ARCHIVE_QUEUE_URL", "ArchiveQueue", "build_archive",
                      batch_size=1, report_failures=False)
+# Their parts, one task (a run of consecutive parts, at most ARCHIVE_TASK_BYTES) per message, built
+# in parallel; the function that counts the last task completes the upload (services/archives.py).
+# 100 concurrent functions: a 50 GB archive is about 100 tasks of 512 MiB (docs/benchmarks.md).
+ARCHIVE_PARTS = QueueSpec("archive_parts", "imgbatch-archive-parts", "ARCHIVE_PARTS_QUEUE_URL", "ArchivePartsQueue",
+                          "build_archive_part", batch_size=1, max_concurrency=100, report_failures=False,
+                          local_workers=2)
 # Webhook deliveries, one attempt per message; retries come back through it with a delay.
 # Each attempt waits at most WEBHOOK_TIMEOUT_SECONDS (10) and a batch of ten runs in parallel,
 # so the function's 120 s and this visibility timeout leave room for a slow batch.
 DELIVERIES = QueueSpec("deliveries", "imgbatch-deliveries", "DELIVERY_QUEUE_URL", "DeliveryQueue",
                        "deliver_webhooks", local_workers=2, visibility_timeout=180)
-QUEUES = (ARRIVALS, UPLOADS, ARCHIVES, DELIVERIES)
+QUEUES = (ARRIVALS, UPLOADS, ARCHIVES, ARCHIVE_PARTS, DELIVERIES)
 
 
 @dataclass(frozen=True)

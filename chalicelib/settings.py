@@ -41,6 +41,12 @@ class Settings:
     # larger ones are built by the build_archive function while the client polls (202).
     archive_sync_max_bytes: int = 256 * 1024 * 1024
     archive_sync_max_entries: int = 5000
+    # Larger archives are cut into S3 parts of about this size (members of at least
+    # archive_min_part_size are copied inside S3 instead), and the parts into tasks of about
+    # archive_task_bytes, each one message to the build_archive_part function.
+    archive_part_size: int = 32 * 1024 * 1024
+    archive_min_part_size: int = 5 * 1024 * 1024   # S3's minimum; lower only where storage allows it
+    archive_task_bytes: int = 512 * 1024 * 1024
     upload_ttl_seconds: int = 3600
     expiry_grace_seconds: int = 15
     # A job still `processing` this long after its last change has exhausted SQS's
@@ -119,6 +125,9 @@ class Settings:
             bucket=env.get("BUCKET_NAME", default.bucket),
             archive_sync_max_bytes=num("ARCHIVE_SYNC_MAX_BYTES", default.archive_sync_max_bytes),
             archive_sync_max_entries=num("ARCHIVE_SYNC_MAX_ENTRIES", default.archive_sync_max_entries),
+            archive_part_size=num("ARCHIVE_PART_SIZE", default.archive_part_size),
+            archive_min_part_size=num("ARCHIVE_MIN_PART_SIZE", default.archive_min_part_size),
+            archive_task_bytes=num("ARCHIVE_TASK_BYTES", default.archive_task_bytes),
             upload_ttl_seconds=num("UPLOAD_TTL_SECONDS", default.upload_ttl_seconds),
             expiry_grace_seconds=num("EXPIRY_GRACE_SECONDS", default.expiry_grace_seconds),
             stale_processing_seconds=num("STALE_PROCESSING_SECONDS", default.stale_processing_seconds),

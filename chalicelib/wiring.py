@@ -17,7 +17,7 @@ from pynamodb.connection import Connection
 from .adapters.models import Models, build_models
 from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
-from .resources import ARCHIVES, DELIVERIES, UPLOADS, Created, create_all
+from .resources import ARCHIVE_PARTS, ARCHIVES, DELIVERIES, UPLOADS, Created, create_all
 from .settings import Settings
 
 
@@ -118,7 +118,7 @@ class Container:
     @cached_property
     def archive_queue(self):
         from .adapters.queue import ArchiveQueue
-        return ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key))
+        return ArchiveQueue(self.sqs, self.settings.queue_url(ARCHIVES.key), self.settings.queue_url(ARCHIVE_PARTS.key))
 
     @cached_property
     def archives(self):

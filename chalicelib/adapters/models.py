@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Type
 
 from pynamodb.attributes import (
-    BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute,
+    BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, NumberSetAttribute, TTLAttribute,
+    UnicodeAttribute,
 )
 from pynamodb.indexes import (
     AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection, LocalSecondaryIndex,
@@ -178,6 +179,9 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
         state=UnicodeAttribute(null=True),
         started_at=UnicodeAttribute(null=True),
         expires=TTLAttribute(null=True),
+        # ...and, for a build in parallel parts, its multipart upload and the tasks done so far
+        upload_id=UnicodeAttribute(null=True),
+        tasks_done=NumberSetAttribute(null=True),
     )
     meta_attrs["Meta"].ttl_attribute = "expires"
     for status in ("queued", "processing", "completed", "completed_with_errors", "failed", "cancelled"):

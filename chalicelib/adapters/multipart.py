@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
+from ..ports import SourceChanged, UploadGone
+
 log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024 * 1024   # S3 rule for every part but the last (moto enforces it too)
@@ -133,3 +135,114 @@ def upload_stream(s3_client, bucket: str, key: str, chunks: Iterable[bytes], **k
         for chunk in chunks:
             upload.write(chunk)
         return upload.complete()
+
+
+# -- one upload, many writers ------------------------------------------------------------------
+# A parallel archive build: the coordinator starts the upload, workers send parts by number (in
+# any order, any number of times: a part sent again replaces itself), whoever finishes last
+# completes it with the ETags S3 lists. S3 (and moto) answer NoSuchUpload once it is completed
+# or aborted; moto answers some calls on a missing upload with a 500 instead, so workers ask
+# with ListParts first (check_upload), which answers NoSuchUpload everywhere.
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _gone(exc: Exception) -> bool:
+    return _error_code(exc) in ("NoSuchUpload", "404")
+
+
+def start_upload(s3_client, bucket: str, key: str, *, content_type: str,
+                 content_disposition: str | None = None) -> str:
+    args = {"ContentType": content_type}
+    if content_disposition:
+        args["ContentDisposition"] = content_disposition
+    return s3_client.create_multipart_upload(Bucket=bucket, Key=key, **args)["UploadId"]
+
+
+def check_upload(s3_client, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        s3_client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=1)
+    except s3_client.exceptions.ClientError as exc:
+        if _gone(exc):
+            raise UploadGone(f"s3://{bucket}/{key} upload {upload_id[:16]}... is gone") from None
+        raise
+
+
+def _upload_gone(exc: Exception, key: str, upload_id: str) -> UploadGone | None:
+    if _error_code(exc) == "NoSuchUpload":
+        return UploadGone(f"{key} upload {upload_id[:16]}... is gone")
+    return None
+
+
+def upload_part(s3_client, bucket: str, key: str, upload_id: str, number: int, body) -> None:
+    if not 1 <= number <= MAX_PARTS:
+        raise ValueError(f"part number {number} is outside 1-{MAX_PARTS}")
+    try:
+        s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+    except s3_client.exceptions.ClientError as exc:
+        raise _upload_gone(exc, key, upload_id) or exc from None
+
+
+def copy_part(s3_client, bucket: str, key: str, upload_id: str, number: int, source_key: str,
+              start: int, length: int) -> None:
+    if not 1 <= number <= MAX_PARTS:
+        raise ValueError(f"part number {number} is outside 1-{MAX_PARTS}")
+    try:
+        s3_client.upload_part_copy(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+            CopySource={"Bucket": bucket, "Key": source_key},
+            CopySourceRange=f"bytes={start}-{start + length - 1}")
+    except s3_client.exceptions.ClientError as exc:
+        if _error_code(exc) in ("NoSuchKey", "404", "InvalidRange"):
+            raise SourceChanged(f"s3://{bucket}/{source_key} is gone or shorter than planned") from None
+        raise _upload_gone(exc, key, upload_id) or exc from None
+
+
+def list_part_etags(s3_client, bucket: str, key: str, upload_id: str) -> list[dict]:
+    parts, marker = [], 0
+    while True:
+        try:
+            page = s3_client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker)
+        except s3_client.exceptions.ClientError as exc:
+            if _gone(exc):
+                raise UploadGone(f"s3://{bucket}/{key} upload {upload_id[:16]}... is gone") from None
+            raise
+        parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in page.get("Parts", [])]
+        if not page.get("IsTruncated"):
+            return parts
+        marker = int(page["NextPartNumberMarker"])
+
+
+def complete_upload(s3_client, bucket: str, key: str, upload_id: str, parts: int) -> None:
+    """Complete with parts 1..parts; the ETags come from ListParts, so no worker has to report its own."""
+    listed = list_part_etags(s3_client, bucket, key, upload_id)
+    numbers = [p["PartNumber"] for p in listed]
+    if numbers != list(range(1, parts + 1)):
+        missing = sorted(set(range(1, parts + 1)) - set(numbers))[:10]
+        raise RuntimeError(f"s3://{bucket}/{key}: {len(listed)} parts listed, {parts} expected "
+                           f"(missing e.g. {missing}); not completing")
+    try:
+        s3_client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                            MultipartUpload={"Parts": listed})
+    except s3_client.exceptions.ClientError as exc:
+        raise _upload_gone(exc, key, upload_id) or exc from None
+
+
+def abort_upload(s3_client, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        s3_client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except s3_client.exceptions.ClientError as exc:
+        if not _gone(exc):
+            raise
+
+
+def abort_uploads(s3_client, bucket: str, key: str, keep: str | None = None) -> int:
+    aborted = 0
+    paginator = s3_client.get_paginator("list_multipart_uploads")
+    for page in paginator.paginate(Bucket=bucket, Prefix=key):
+        for upload in page.get("Uploads", []):
+            if upload["Key"] == key and upload["UploadId"] != keep:
+                abort_upload(s3_client, bucket, key, upload["UploadId"])
+                aborted += 1
+    return aborted

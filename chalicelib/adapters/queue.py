@@ -1,5 +1,6 @@
 """Queues: re-processing requests (retry) travel the upload queue in the shape of S3 events;
-archive builds too large for an API request travel the archive queue."""
+archive builds too large for an API request travel the archive queue, and their parts the
+archive parts queue."""
 from __future__ import annotations
 
 import json
@@ -27,9 +28,10 @@ def s3_event_for(key: str, bucket: str = "") -> dict:
 
 
 class ArchiveQueue:
-    def __init__(self, sqs_client, queue_url: str | None):
+    def __init__(self, sqs_client, queue_url: str | None, parts_url: str | None = None):
         self.sqs = sqs_client
         self.url = queue_url
+        self.parts_url = parts_url
 
     def request_build(self, batch_id: str, partial: bool, prebuild: bool = False) -> None:
         if not self.url:
@@ -42,3 +44,12 @@ class ArchiveQueue:
     def request_prebuild(self, batch_id: str) -> None:
         """The whole ZIP of a batch that just became final (PREBUILD_ARCHIVES)."""
         self.request_build(batch_id, partial=False, prebuild=True)
+
+    def request_tasks(self, tasks: list[dict]) -> None:
+        if not self.parts_url:
+            raise RuntimeError("ARCHIVE_PARTS_QUEUE_URL is not configured")
+        for start in range(0, len(tasks), 10):
+            entries = [{"Id": str(i), "MessageBody": json.dumps(task)} for i, task in enumerate(tasks[start:start + 10])]
+            failed = self.sqs.send_message_batch(QueueUrl=self.parts_url, Entries=entries).get("Failed")
+            if failed:
+                raise RuntimeError(f"the parts queue refused {len(failed)} task(s): {failed[0].get('Message')}")

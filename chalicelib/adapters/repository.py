@@ -498,6 +498,48 @@ class DynamoRepository:
     def release_archive_build(self, batch_id: str, fingerprint: str) -> None:
         self.m.Meta(MetaKey.build_lock(batch_id, fingerprint)).delete()
 
+    def start_archive_upload(self, batch_id: str, fingerprint: str, upload_id: str, now: str) -> bool:
+        """The claimed marker records the build's multipart upload, once: a repeated build request
+        finds it taken and leaves the running build alone."""
+        M = self.m.Meta
+        try:
+            M(MetaKey.build_lock(batch_id, fingerprint)).update(
+                actions=[M.upload_id.set(upload_id), M.started_at.set(now)],
+                condition=M.id.exists() & M.upload_id.does_not_exist())
+        except UpdateError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def count_archive_task(self, batch_id: str, fingerprint: str, upload_id: str, task: int,
+                           now: str) -> int | None:
+        """ADD the task to a number set: a task reported twice (SQS redelivers) is in it once, so
+        the set's size is exact. On condition that the marker still records this upload, so a
+        superseded build's workers count nothing. `started_at` moves too: a build that makes
+        progress never looks stale. One small item per build, written once per task."""
+        M = self.m.Meta
+        item = M(MetaKey.build_lock(batch_id, fingerprint))
+        try:
+            item.update(actions=[M.tasks_done.add({task}), M.started_at.set(now)],
+                        condition=M.upload_id == upload_id)
+        except UpdateError as exc:
+            if _conflict(exc):
+                return None
+            raise
+        return len(item.tasks_done or ())
+
+    def finish_archive_build(self, batch_id: str, fingerprint: str, upload_id: str) -> bool:
+        """Delete the marker of that upload's build; True for exactly one caller."""
+        M = self.m.Meta
+        try:
+            M(MetaKey.build_lock(batch_id, fingerprint)).delete(condition=M.upload_id == upload_id)
+        except DeleteError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
     # -- API tokens (stored hashed) -----------------------------------------
     def owner_for_token(self, digest: str) -> str | None:
         try:

@@ -7,6 +7,9 @@ from __future__ import annotations
 from typing import Iterator
 from urllib.parse import urlsplit
 
+from ..ports import SourceChanged
+from . import multipart
+
 
 class Storage:
     def __init__(self, s3_client, bucket: str):
@@ -69,12 +72,58 @@ class Storage:
     def write_stream(self, key: str, chunks, content_type: str, file_name: str | None = None) -> dict:
         """Store a stream of unknown length in constant memory (a multipart upload written part by
         part); on any error nothing is stored and nothing is left. {"size", "parts"}."""
-        from .multipart import upload_stream
         extra = {"content_disposition": content_disposition(file_name)} if file_name else {}
-        return upload_stream(self.s3, self.bucket, key, chunks, content_type=content_type, **extra)
+        return multipart.upload_stream(self.s3, self.bucket, key, chunks, content_type=content_type, **extra)
 
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    # -- ports.MultipartStore: one object written in parts by several workers ----------------
+    def read_range(self, key: str, start: int, length: int, object_size: int,
+                   chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """A ranged GET (a plain GET for the whole object) that checks the object is still the
+        size it was planned with: ZIP headers written from that size would otherwise lie."""
+        args = {} if (start, length) == (0, object_size) else {"Range": f"bytes={start}-{start + length - 1}"}
+        if length == 0:
+            return
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key, **args)
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange"):
+                raise SourceChanged(f"{key} is gone or shorter than the {object_size} bytes planned") from None
+            raise
+        # Content-Range: "bytes 0-9/1234": the total after the slash
+        total = int(response["ContentRange"].rsplit("/", 1)[1]) if args else int(response["ContentLength"])
+        if total != object_size or int(response["ContentLength"]) != length:
+            response["Body"].close()
+            raise SourceChanged(f"{key} is {total} bytes now, planned as {object_size}")
+        body = response["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+
+    def start_upload(self, key: str, content_type: str, file_name: str | None = None) -> str:
+        return multipart.start_upload(self.s3, self.bucket, key, content_type=content_type,
+                                      content_disposition=content_disposition(file_name) if file_name else None)
+
+    def check_upload(self, key: str, upload_id: str) -> None:
+        multipart.check_upload(self.s3, self.bucket, key, upload_id)
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> None:
+        multipart.upload_part(self.s3, self.bucket, key, upload_id, number, body)
+
+    def copy_part(self, key: str, upload_id: str, number: int, source_key: str, start: int, length: int) -> None:
+        multipart.copy_part(self.s3, self.bucket, key, upload_id, number, source_key, start, length)
+
+    def complete_upload(self, key: str, upload_id: str, parts: int) -> None:
+        multipart.complete_upload(self.s3, self.bucket, key, upload_id, parts)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        multipart.abort_upload(self.s3, self.bucket, key, upload_id)
+
+    def abort_uploads(self, key: str, keep: str | None = None) -> int:
+        return multipart.abort_uploads(self.s3, self.bucket, key, keep)
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under prefix; returns how many were deleted."""

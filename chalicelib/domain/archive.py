@@ -1,6 +1,6 @@
-"""ZIP layout of a batch download, its manifest, and the streaming ZIP writer.
+"""What goes into a batch download: entry names, the manifest, and the ZIP members they make.
 
-Pure: stdlib + zipstream-ng only. The caller supplies the bytes (``read_chunks``) and the sink.
+Pure: stdlib only. The bytes are laid out by ``zip_layout.py`` (the one ZIP writer).
 
 Layout (API.md "Act")::
 
@@ -31,13 +31,12 @@ import csv
 import io
 import re
 import unicodedata
+import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
-from zipfile import ZIP_DEFLATED, ZIP_STORED
-
-from zipstream import ZipStream
+from typing import Iterable, Mapping, Sequence
 
 from .filenames import render_name
+from .zip_layout import DEFLATED, Member
 
 MANIFEST_FILE_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("file", "pipeline", "status", "error", "output name", "size", "dimensions")
@@ -62,6 +61,7 @@ class ArchiveOutput:
     width: int
     height: int
     filename: str | None = None  # the pipeline's name template; None: stem + extension
+    crc32: int | None = None     # recorded at processing time; None for outputs stored before that
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class PlannedEntry:
     arcname: str      # path inside the zip
     key: str          # S3 key to read
     size: int
+    crc32: int | None = None
 
 
 def manifest_arcname(base_directory_name: str) -> str:
@@ -118,7 +119,8 @@ def plan_archive(
     entries = []
     for (i, j), rel in given.items():
         out = _outputs(jobs[i])[j]
-        entries.append((order.get(out.pipeline_id, 0), i, PlannedEntry(f"{base}/{rel}", out.key, out.size)))
+        entries.append((order.get(out.pipeline_id, 0), i,
+                        PlannedEntry(f"{base}/{rel}", out.key, out.size, out.crc32)))
     entries.sort(key=lambda e: e[:2])
     return [e for _, _, e in entries], _manifest(jobs, given)
 
@@ -163,37 +165,18 @@ def _name_outputs(
     return jobs, folders, given
 
 
-def stream_zip(
-    entries: Iterable[PlannedEntry],
-    read_chunks: Callable[[str], Iterable[bytes]],
-    manifest: bytes,
-    manifest_name: str,
-) -> Iterator[bytes]:
-    """Yield the ZIP bytes: the manifest first (deflated), then every entry stored as is.
-
-    ``manifest_name`` is normally ``manifest_arcname(base_directory_name)``.
-
-    Memory does not grow with the data: each object is read only when its turn comes, and
-    entries are added one at a time, so only the central directory (about 100 bytes per entry)
-    accumulates. zipstream-ng writes a data descriptor after each file, so neither size nor CRC
-    is needed up front. ZIP64: the planned size is passed as a hint, so an entry header gets
-    ZIP64 fields only when the entry may pass 4 GiB; the end records switch to ZIP64 past 65,535
-    entries or a 4 GiB offset. Non-ASCII names are written as UTF-8 with flag bit 0x800.
-    """
-    zs = ZipStream(compress_type=ZIP_STORED, sized=False)
-    zs.add(manifest, manifest_name, compress_type=ZIP_DEFLATED)
-    yield from zs.all_files()
-    for entry in entries:
-        # size=None (unknown) is fine too: the entry then always carries ZIP64 fields.
-        zs.add(_deferred(read_chunks, entry.key), entry.arcname, size=entry.size or None)
-        yield from zs.all_files()
-    yield from zs.footer()
-
-
-def _deferred(read_chunks: Callable[[str], Iterable[bytes]], key: str) -> Iterator[bytes]:
-    # A generator is always truthy for zipstream (an empty list is not) and opens the object only
-    # when the writer gets to it.
-    yield from read_chunks(key)
+def archive_members(entries: Iterable[PlannedEntry], manifest: bytes, manifest_name: str) -> list[Member]:
+    """The ZIP's members: the manifest first (deflated: it is text), then every entry stored as
+    is. Every entry needs its CRC-32 (``PlannedEntry.crc32``); ``manifest_name`` is normally
+    ``manifest_arcname(base_directory_name)``."""
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)   # raw deflate, as ZIP stores it
+    members = [Member(manifest_name, len(manifest), zlib.crc32(manifest),
+                      data=deflate.compress(manifest) + deflate.flush(), method=DEFLATED)]
+    for e in entries:
+        if e.crc32 is None:
+            raise ValueError(f"{e.arcname}: the CRC-32 of {e.key} is needed before the archive is laid out")
+        members.append(Member(e.arcname, e.size, e.crc32, key=e.key))
+    return members
 
 
 def _outputs(job: ArchiveJob) -> tuple[ArchiveOutput, ...]:

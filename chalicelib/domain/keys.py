@@ -26,6 +26,12 @@ def archive_key(batch_id: str, fingerprint: str, file_name: str) -> str:
     return f"{ARCHIVE_PREFIX}{batch_id}/{fingerprint}/{file_name}"
 
 
+def archive_plan_key(batch_id: str, fingerprint: str) -> str:
+    """The layout of an archive being built in parallel parts, read by every part's worker.
+    Beside the archive (archive file names always end in .zip), so it goes with the batch."""
+    return f"{ARCHIVE_PREFIX}{batch_id}/{fingerprint}/build-plan.json.gz"
+
+
 def batch_prefixes(batch_id: str) -> tuple[str, ...]:
     """Every prefix holding objects of one batch."""
     return tuple(f"{prefix}{batch_id}/" for prefix in (UPLOAD_PREFIX, OUTPUT_PREFIX, ARCHIVE_PREFIX))

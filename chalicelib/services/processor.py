@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -164,8 +165,10 @@ class Processor:
         for pipeline, out in zip(pipelines, rendered):
             key = output_key(job["batch_id"], job["job_id"], pipeline["id"], out.extension)
             self.storage.put(key, out.data, out.content_type)
+            # size and CRC-32 let a large archive be laid out without reading the outputs again
             outputs.append({"pipeline_id": pipeline["id"], "key": key, "format": out.format,
-                            "width": out.width, "height": out.height, "size": len(out.data)})
+                            "width": out.width, "height": out.height, "size": len(out.data),
+                            "crc32": zlib.crc32(out.data)})
         preview = rendered.preview
         # Beside the outputs (deleted with them), never in the ZIP; recorded by the same commit.
         key = preview_key(job["batch_id"], job["job_id"])

@@ -30,7 +30,7 @@ def job_view(j: dict, preview_url: Callable[[str], str] | None = None) -> dict:
     return {
         "id": j["job_id"], "file_name": j["file_name"], "size": int(j["size"]),
         "content_type": j.get("content_type"), "status": j["status"], "error": error,
-        "outputs": j.get("outputs") or [], "preview": preview_view(j, preview_url),
+        "outputs": [_output_view(o) for o in j.get("outputs") or []], "preview": preview_view(j, preview_url),
         "created_at": j["created_at"], "updated_at": j.get("updated_at"),
         "started_at": j.get("started_at"), "completed_at": j.get("completed_at"),
     }
@@ -42,6 +42,11 @@ def preview_view(j: dict, preview_url: Callable[[str], str] | None) -> dict | No
         return None
     return {"url": preview_url(preview["key"]), "width": int(preview["width"]), "height": int(preview["height"]),
             "format": preview["format"]}
+
+
+def _output_view(output: dict) -> dict:
+    # crc32 is recorded for laying out archives (services/archives.py), not part of the API's J
+    return {k: v for k, v in output.items() if k != "crc32"}
 
 
 def upload_view(job: dict, presigned: dict, expires_at: str) -> dict:

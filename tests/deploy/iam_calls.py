@@ -98,6 +98,8 @@ def _compact(params: dict) -> dict:
         out["TransactItems"] = [(kind, op["TableName"]) for item in params["TransactItems"] for kind, op in item.items()]
     if "Entries" in params and all("EventBusName" in e for e in params["Entries"]):
         out["EventBusNames"] = sorted({e["EventBusName"] for e in params["Entries"]})
+    if isinstance(params.get("CopySource"), dict):
+        out["CopySource"] = {k: params["CopySource"][k] for k in ("Bucket", "Key")}
     if "Delete" in params and isinstance(params["Delete"], dict):
         out["Keys"] = [o["Key"] for o in params["Delete"].get("Objects", [])]
     return out
@@ -169,6 +171,15 @@ def needs_for(call: Call, arns: Arns) -> list[Need]:
                     Need("s3:ListBucket", arns.bucket(p["Bucket"]), prefix=None, why=why + " (404 on a missing key)")]
         if op in _S3_OBJECT:
             return [Need(_S3_OBJECT[op], arns.object(p["Bucket"], p["Key"]), why=why)]
+        if op == "UploadPartCopy":
+            # writing the part is s3:PutObject on the upload's key; reading the range, s3:GetObject on the source
+            source = p["CopySource"]
+            return [Need("s3:PutObject", arns.object(p["Bucket"], p["Key"]), why=why),
+                    Need("s3:GetObject", arns.object(source["Bucket"], source["Key"]), why=why + " (source)")]
+        if op == "ListParts":
+            return [Need("s3:ListMultipartUploadParts", arns.object(p["Bucket"], p["Key"]), why=why)]
+        if op == "ListMultipartUploads":
+            return [Need("s3:ListBucketMultipartUploads", arns.bucket(p["Bucket"]), why=why)]
         if op in ("ListObjectsV2", "ListObjects"):
             return [Need("s3:ListBucket", arns.bucket(p["Bucket"]), prefix=p.get("Prefix", ""), why=why)]
         if op == "DeleteObjects":

@@ -112,11 +112,11 @@ def test_every_function_is_configured_in_the_packaged_template(sam_template):
     res = sam_template["Resources"]
     env_names = {"BATCHES_TABLE", "JOBS_TABLE", "PIPELINES_TABLE", "META_TABLE", "WEBHOOKS_TABLE",
                  "DELIVERIES_TABLE", "BUCKET_NAME", "UPLOAD_QUEUE_URL", "ARCHIVE_QUEUE_URL", "ARRIVAL_QUEUE_URL",
-                 "DELIVERY_QUEUE_URL", "EVENT_BUS_NAME", "WEBHOOK_KEY_ID"}
+                 "ARCHIVE_PARTS_QUEUE_URL", "DELIVERY_QUEUE_URL", "EVENT_BUS_NAME", "WEBHOOK_KEY_ID"}
     functions = tmpl.app_functions()
     assert {fn.name for fn in functions} == {"api_handler", "token_auth", "register_uploads", "process_upload",
-                                             "build_archive", "expire_uploads", "publish_batch_events",
-                                             "deliver_webhooks"}
+                                             "build_archive", "build_archive_part", "expire_uploads",
+                                             "publish_batch_events", "deliver_webhooks"}
     for fn in functions:
         props = res[fn.logical_id]["Properties"]
         variables = props["Environment"]["Variables"]
@@ -132,6 +132,9 @@ def test_every_function_is_configured_in_the_packaged_template(sam_template):
     assert events["ScalingConfig"] == {"MaximumConcurrency": 30}
     assert res["BuildArchive"]["Properties"]["Events"]["BuildArchiveSqsEventSource"]["Properties"]["Queue"] == \
         {"Fn::Sub": "${ArchiveQueue.Arn}"}
+    parts = res["BuildArchivePart"]["Properties"]["Events"]["BuildArchivePartSqsEventSource"]["Properties"]
+    assert parts["Queue"] == {"Fn::Sub": "${ArchivePartsQueue.Arn}"}
+    assert parts["BatchSize"] == 1 and parts["ScalingConfig"] == {"MaximumConcurrency": 100}
     assert res["ExpireUploads"]["Properties"]["Events"]["ExpireUploadsEvent"]["Properties"]["Schedule"] == \
         "rate(1 minute)"
     # the batches stream of this stack (not the decorator's placeholder), failures reported per record

@@ -246,6 +246,10 @@ class Workload:
         # the archive writer's multipart path and its abort path (archives over one 16 MiB part)
         self._multipart(bid)
 
+        # archives built in parallel parts: one to the end (a task delivered twice), one whose batch
+        # is deleted while its parts are built
+        self._parallel_archives([web["id"], thumb["id"]])
+
         # cancel: one file processed, then cancel; a late upload is discarded
         batch2, uploads2 = self.new_batch([web["id"]], [
             {"name": "a.png", "size": len(_image("PNG")), "content_type": "image/png"},
@@ -331,6 +335,49 @@ class Workload:
             imaging.render = render
         job = wiring.get().repository.get_job(batch["id"], upload["job_id"])
         assert job["status"] == "cancelled", job
+
+    def build_parts(self, limit: int | None = None) -> int:
+        """What the parts queue's event source mapping does: receive, invoke build_archive_part."""
+        url, done = self.settings.queue_url("archive_parts"), 0
+        while limit is None or done < limit:
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages", [])
+            if not got:
+                break
+            self.sqs_invoke("build_archive_part", "imgbatch-archive-parts", [got[0]["Body"]])
+            if done == 0:   # SQS delivers a message twice now and then
+                self.sqs_invoke("build_archive_part", "imgbatch-archive-parts", [got[0]["Body"]])
+            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+            done += 1
+        return done
+
+    def _parallel_archives(self, pipeline_ids: list[str]) -> None:
+        import moto.s3.models
+        from chalicelib import wiring
+        small = replace(self.settings, archive_sync_max_bytes=0, archive_min_part_size=256, archive_part_size=512,
+                        archive_task_bytes=1024)
+        s3_minimum = moto.s3.models.S3_UPLOAD_PART_MIN_SIZE
+        moto.s3.models.S3_UPLOAD_PART_MIN_SIZE = 256   # S3's 5 MiB, scaled like the settings above
+        wiring.reset(small)
+        try:
+            batches = []
+            for n in range(2):
+                files = [{"name": f"PL_PAR{n}_{i}.png", "size": len(_image("PNG", (48 + i, 40))),
+                          "content_type": "image/png"} for i in range(3)]
+                batch, uploads = self.new_batch(pipeline_ids, files)
+                for u, f in zip(uploads, files):
+                    self.upload(u, _image("PNG", (48 + int(f["name"][-5]), 40)))
+                self.process(*[u["fields"]["key"] for u in uploads])
+                self.http("GET", f"/batches/{batch['id']}/download?redirect=false", expect=202)
+                assert self.build_archives() == 1
+                batches.append(batch["id"])
+            assert self.build_parts(limit=1) == 1   # the first batch's first task...
+            self.http("DELETE", f"/batches/{batches[0]}", expect=204)   # ...then the batch goes
+            assert self.build_parts() > 2
+            assert "Uploads" not in self.s3.list_multipart_uploads(Bucket=self.settings.bucket)
+            self.http("GET", f"/batches/{batches[1]}/download?redirect=false", expect=200)
+        finally:
+            moto.s3.models.S3_UPLOAD_PART_MIN_SIZE = s3_minimum
+            wiring.reset(self.settings)
 
     def _multipart(self, batch_id: str) -> None:
         from chalicelib import wiring

@@ -3,15 +3,21 @@ import hashlib
 import io
 import os
 import zipfile
+import zlib
+from datetime import datetime
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.adapters import multipart
 from chalicelib.adapters.multipart import MIN_PART_SIZE, MultipartUpload, upload_stream
+from chalicelib.adapters.storage import Storage
 from chalicelib.domain.archive import (
-    ArchiveJob, ArchiveOutput, manifest_arcname, plan_archive, stream_zip,
+    ArchiveJob, ArchiveOutput, archive_members, manifest_arcname, plan_archive,
 )
+from chalicelib.domain.zip_layout import layout_zip, stream
+from chalicelib.ports import SourceChanged, UploadGone
 
 BUCKET = "archives"
 PART = MIN_PART_SIZE  # 5 MiB
@@ -151,19 +157,92 @@ def test_a_streamed_archive_lands_in_s3_intact(s3):
     for key, data in images.items():
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
     jobs = [ArchiveJob(f"img{i}.png", "completed", None, None,
-                       (ArchiveOutput("p1", "Web", key, "jpg", len(images[key]), 800, 600),))
+                       (ArchiveOutput("p1", "Web", key, "jpg", len(images[key]), 800, 600,
+                                      crc32=zlib.crc32(images[key])),))
             for i, key in enumerate(images)]
     base = "MISC_2025-11-05_batch-1"
     entries, manifest = plan_archive(base, jobs, ["Web"])
+    layout = layout_zip(archive_members(entries, manifest, manifest_arcname(base)), datetime(2026, 1, 1))
+    storage = Storage(s3, BUCKET)
 
-    def read_chunks(key):
-        return s3.get_object(Bucket=BUCKET, Key=key)["Body"].iter_chunks(1024 * 1024)
+    def read(source):
+        return storage.read_range(source.key, source.start, source.length, source.object_size)
 
-    result = upload_stream(s3, BUCKET, f"archives/{base}.zip",
-                           stream_zip(entries, read_chunks, manifest, manifest_arcname(base)),
-                           part_size=PART)
+    result = upload_stream(s3, BUCKET, f"archives/{base}.zip", stream(layout.segments, read), part_size=PART)
     assert result["parts"] == 3
     with zipfile.ZipFile(io.BytesIO(body(s3, f"archives/{base}.zip"))) as zf:
         assert zf.testzip() is None
         assert zf.read(manifest_arcname(base)) == manifest
         assert [zf.read(e.arcname) for e in entries] == list(images.values())
+
+
+# -- one upload, many writers (a parallel archive build) ----------------------------------------
+
+def test_parts_sent_out_of_order_and_twice_complete_in_number_order(s3):
+    storage = Storage(s3, BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="src", Body=b"S" * (PART + 7))
+    upload_id = storage.start_upload("a.zip", "application/zip", "Ünï.zip")
+    storage.check_upload("a.zip", upload_id)
+    storage.upload_part("a.zip", upload_id, 3, b"tail")
+    storage.copy_part("a.zip", upload_id, 2, "src", 3, PART)
+    storage.upload_part("a.zip", upload_id, 1, b"x" * PART)
+    storage.upload_part("a.zip", upload_id, 1, b"h" * PART)          # a redelivered part replaces itself
+    storage.complete_upload("a.zip", upload_id, 3)
+    assert body(s3) == b"h" * PART + b"S" * PART + b"tail"
+    head = s3.head_object(Bucket=BUCKET, Key="a.zip")
+    assert head["ContentType"] == "application/zip" and "UTF-8''%C3%9C" in head["ContentDisposition"]
+    with pytest.raises(UploadGone):
+        storage.check_upload("a.zip", upload_id)
+    with pytest.raises(UploadGone):
+        storage.complete_upload("a.zip", upload_id, 3)
+
+
+def test_complete_refuses_an_upload_with_a_part_missing(s3):
+    storage = Storage(s3, BUCKET)
+    upload_id = storage.start_upload("a.zip", "application/zip")
+    storage.upload_part("a.zip", upload_id, 1, b"x" * PART)
+    storage.upload_part("a.zip", upload_id, 3, b"x")
+    with pytest.raises(RuntimeError, match="missing e.g. \\[2\\]"):
+        storage.complete_upload("a.zip", upload_id, 3)
+
+
+def test_etags_are_listed_past_one_page_of_parts(s3, monkeypatch):
+    import moto.s3.models
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 1)
+    storage = Storage(s3, BUCKET)
+    upload_id = storage.start_upload("a.zip", "application/zip")
+    for n in range(1, 1206):
+        storage.upload_part("a.zip", upload_id, n, n.to_bytes(2, "big"))
+    storage.complete_upload("a.zip", upload_id, 1205)
+    assert body(s3) == b"".join(n.to_bytes(2, "big") for n in range(1, 1206))
+
+
+def test_abort_uploads_keeps_only_the_one_named(s3):
+    storage = Storage(s3, BUCKET)
+    old = [storage.start_upload("a.zip", "application/zip") for _ in range(2)]
+    other = storage.start_upload("a.zip.other", "application/zip")
+    mine = storage.start_upload("a.zip", "application/zip")
+    assert storage.abort_uploads("a.zip", keep=mine) == 2
+    left = {u["UploadId"] for u in s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]}
+    assert left == {mine, other} and not set(old) & left
+    storage.abort_upload("a.zip", mine)
+    storage.abort_upload("a.zip", mine)   # gone already is fine
+
+
+def test_ranged_reads_check_the_object_is_the_size_planned(s3):
+    storage = Storage(s3, BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="o", Body=b"0123456789")
+    assert b"".join(storage.read_range("o", 2, 5, 10)) == b"23456"
+    assert b"".join(storage.read_range("o", 0, 10, 10)) == b"0123456789"
+    assert b"".join(storage.read_range("o", 0, 0, 0)) == b""
+    with pytest.raises(SourceChanged, match="11"):
+        list(storage.read_range("o", 0, 5, 11))
+    with pytest.raises(SourceChanged):
+        list(storage.read_range("o", 0, 11, 11))
+    with pytest.raises(SourceChanged):
+        list(storage.read_range("gone", 0, 5, 10))
+    upload_id = storage.start_upload("a.zip", "application/zip")
+    with pytest.raises(SourceChanged):
+        storage.copy_part("a.zip", upload_id, 1, "gone", 0, PART)
+    with pytest.raises(ValueError):
+        multipart.upload_part(s3, BUCKET, "a.zip", upload_id, 10_001, b"x")

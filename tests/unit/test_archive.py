@@ -1,4 +1,6 @@
-"""ZIP layout, manifest and streaming writer (chalicelib/domain/archive.py). No I/O but temp files.
+"""Entry names, manifest and ZIP members of a batch download (chalicelib/domain/archive.py); the
+bytes come from the one ZIP writer (domain/zip_layout.py, tested in test_zip_layout.py). No I/O
+but temp files.
 
 `unzip` and `bsdtar` checks need the Debian packages `unzip` and `libarchive-tools` (CI installs
 them); they are skipped, saying so, where the binary is absent.
@@ -8,27 +10,28 @@ import io
 import os
 import random
 import shutil
-import struct
 import subprocess
 import tracemalloc
 import unicodedata
 import zipfile
+import zlib
+from datetime import datetime
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import zipstream.ng
 from chalicelib.domain.archive import (
-    MANIFEST_COLUMNS, ArchiveJob, ArchiveOutput, PlannedEntry, manifest_arcname, plan_archive,
-    safe_entry_name, stream_zip,
+    MANIFEST_COLUMNS, ArchiveJob, ArchiveOutput, PlannedEntry, archive_members, manifest_arcname, plan_archive,
+    safe_entry_name,
 )
+from chalicelib.domain.zip_layout import layout_zip, stream
 
 BASE = "PL_DXB_2025-11-05_batch-1"
 
 
-def out(pipeline_id="p1", name="Web", key=None, ext="jpg", size=10, w=800, h=600):
+def out(pipeline_id="p1", name="Web", key=None, ext="jpg", size=10, w=800, h=600, crc=None):
     return ArchiveOutput(pipeline_id, name, key or f"outputs/{pipeline_id}/{random.random()}",
-                         ext, size, w, h)
+                         ext, size, w, h, crc32=crc)
 
 
 def done(file_name, *outputs):
@@ -204,21 +207,16 @@ def test_manifest_handles_commas_quotes_and_newlines_in_names():
     assert rows(manifest)[0]["error"] == "x: line1\nline2"
 
 
-# --- stream_zip ---------------------------------------------------------------------------
+# --- the members the planned entries make (written by zip_layout.py) ---------------------------
 
 def build(objects: dict[str, bytes], file_names=None, pipelines=("Web",)):
-    """Plan and stream an archive whose outputs are `objects` (key -> bytes); return zip bytes."""
-    jobs = [done(name, out(key=key, size=len(data)))
+    """Plan an archive whose outputs are `objects` (key -> bytes) and write it; return zip bytes."""
+    jobs = [done(name, out(key=key, size=len(data), crc=zlib.crc32(data)))
             for (key, data), name in zip(objects.items(), file_names or [f"{k}.png" for k in objects])]
     entries, manifest = plan_archive(BASE, jobs, list(pipelines))
-    data = b"".join(stream_zip(entries, lambda key: chunked(objects[key]), manifest,
-                               manifest_arcname(BASE)))
+    layout = layout_zip(archive_members(entries, manifest, manifest_arcname(BASE)), datetime(2026, 1, 1))
+    data = b"".join(stream(layout.segments, lambda s: [objects[s.key][s.start:s.start + s.length]]))
     return data, entries, manifest
-
-
-def chunked(data: bytes, size=64 * 1024):
-    for i in range(0, len(data), size):
-        yield data[i:i + size]
 
 
 def check_zip(data: bytes, expected: dict[str, bytes]):
@@ -230,19 +228,18 @@ def check_zip(data: bytes, expected: dict[str, bytes]):
         return zf.infolist()
 
 
-def write(tmp_path, data: bytes):
-    path = tmp_path / "a.zip"
-    path.write_bytes(data)
-    return path
-
-
 def tool(name):
     if shutil.which(name) is None:
         pytest.skip(f"{name} not installed (Debian: unzip / libarchive-tools); CI installs them")
     return name
 
 
-def test_stream_zip_round_trips_with_zipfile():
+def test_planned_entries_carry_the_recorded_crc():
+    entries, _ = plan_archive(BASE, [done("a.png", out(key="k", crc=1234))], ["Web"])
+    assert entries == [PlannedEntry(f"{BASE}/a.jpg", "k", 10, 1234)]
+
+
+def test_the_manifest_comes_first_deflated_then_every_entry_stored():
     objects = {"k1": os.urandom(300_000), "k2": b"", "k3": os.urandom(1)}
     data, entries, manifest = build(objects)
     infos = check_zip(data, {manifest_arcname(BASE): manifest,
@@ -251,86 +248,27 @@ def test_stream_zip_round_trips_with_zipfile():
     assert {i.compress_type for i in infos[1:]} == {zipfile.ZIP_STORED}
 
 
-def test_stream_zip_reads_each_object_only_when_its_turn_comes():
-    opened = []
-
-    def read_chunks(key):
-        opened.append(key)
-        yield key.encode()
-
-    entries = [PlannedEntry(f"{BASE}/{k}.jpg", k, 1) for k in "abc"]
-    stream = stream_zip(entries, read_chunks, b"m", manifest_arcname(BASE))
-    next(stream)
-    assert opened == []
-    b"".join(stream)
-    assert opened == ["a", "b", "c"]
+def test_an_entry_without_its_crc_cannot_be_laid_out():
+    entries, manifest = plan_archive(BASE, [done("a.png", out(key="k"))], ["Web"])
+    with pytest.raises(ValueError, match="CRC-32"):
+        archive_members(entries, manifest, manifest_arcname(BASE))
 
 
-def test_stream_zip_passes_unzip_and_bsdtar(tmp_path):
+def test_archive_passes_unzip_and_bsdtar(tmp_path):
     objects = {f"k{i}": os.urandom(random.randint(0, 70_000)) for i in range(5)}
     data, entries, _ = build(objects, pipelines=("Web", "Print"))
-    path = write(tmp_path, data)
+    path = tmp_path / "a.zip"
+    path.write_bytes(data)
     subprocess.run([tool("unzip"), "-t", str(path)], check=True, capture_output=True)
     listed = subprocess.run([tool("bsdtar"), "-tf", str(path)], check=True, capture_output=True,
                             text=True).stdout.splitlines()
     assert listed == [manifest_arcname(BASE)] + names(entries)
 
 
-def test_unicode_names_are_flagged_utf8_and_readable(tmp_path):
-    name = "Café_日本_Ünïcode.png"
-    data, _, manifest = build({"k": b"img"}, [name])
-    arcname = f"{BASE}/Café_日本_Ünïcode.jpg"
-    infos = check_zip(data, {manifest_arcname(BASE): manifest, arcname: b"img"})
-    info = infos[1]
-    assert info.filename == arcname and info.flag_bits & 0x800
-    local_flags = struct.unpack_from("<H", data, info.header_offset + 6)[0]
-    assert local_flags & 0x800
-    assert not infos[0].flag_bits & 0x800  # plain ASCII names stay unflagged
-    path = write(tmp_path, data)
-    subprocess.run([tool("unzip"), "-t", str(path)], check=True, capture_output=True)
-    listed = subprocess.run([tool("bsdtar"), "-tf", str(path)], check=True, capture_output=True,
-                            env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout.decode()
-    assert arcname in listed
-
-
-def test_more_than_65535_entries_switch_to_zip64(tmp_path):
-    n = 65_540
-    entries = [PlannedEntry(f"{BASE}/{i}.jpg", str(i), 1) for i in range(n)]
-    data = b"".join(stream_zip(entries, lambda key: [b"x"], b"m", manifest_arcname(BASE)))
-    assert b"PK\x06\x06" in data[-200:]  # ZIP64 end of central directory record
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        assert len(zf.infolist()) == n + 1 and zf.read(f"{BASE}/65539.jpg") == b"x"
-    path = write(tmp_path, data)
-    subprocess.run([tool("unzip"), "-tq", str(path)], check=True, capture_output=True)
-    listed = subprocess.run([tool("bsdtar"), "-tf", str(path)], check=True, capture_output=True)
-    assert listed.stdout.count(b"\n") == n + 1
-
-
-def test_sizes_and_offsets_past_the_zip64_limit(monkeypatch, tmp_path):
-    # zipstream-ng reads its ZIP64 threshold (the stdlib's 4 GiB - 1) from a module global:
-    # lowering it exercises every ZIP64 field without gigabytes of data.
-    monkeypatch.setattr(zipstream.ng, "ZIP64_LIMIT", 1000)
-    objects = {"small": os.urandom(10), "big": os.urandom(5000), "unknown": os.urandom(3000)}
-    jobs = [done(f"{k}.png", out(key=k, size=0 if k == "unknown" else len(v)))
-            for k, v in objects.items()]
-    entries, manifest = plan_archive(BASE, jobs, ["Web"])
-    data = b"".join(stream_zip(entries, lambda key: chunked(objects[key], 700), manifest,
-                               manifest_arcname(BASE)))
-    infos = check_zip(data, {manifest_arcname(BASE): manifest,
-                             **{e.arcname: objects[e.key] for e in entries}})
-    zip64_extra = {i.filename.rsplit("/", 1)[-1]: i.extra.startswith(b"\x01\x00") for i in infos}
-    assert zip64_extra == {"manifest.csv": False, "big.jpg": True, "small.jpg": True,
-                           "unknown.jpg": True}  # small: its offset is past the limit
-    assert b"PK\x06\x06" in data[-200:]
-    path = write(tmp_path, data)
-    subprocess.run([tool("unzip"), "-t", str(path)], check=True, capture_output=True)
-    subprocess.run([tool("bsdtar"), "-xOf", str(path)], check=True, capture_output=True)
-
-
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.text(min_size=1, max_size=20), st.binary(max_size=300)),
                 max_size=8))
-def test_any_plan_streams_to_a_valid_zip(files):
+def test_any_plan_makes_a_valid_zip(files):
     objects = {f"k{i}": content for i, (_, content) in enumerate(files)}
     data, entries, manifest = build(objects, [name for name, _ in files])
     check_zip(data, {manifest_arcname(BASE): manifest,
@@ -341,24 +279,25 @@ def zip_peak_memory(total_mb: int) -> int:
     block = os.urandom(64 * 1024)
     per_object = 4 * 1024 * 1024
     count = total_mb * 1024 * 1024 // per_object
-    entries = [PlannedEntry(f"{BASE}/{i}.jpg", str(i), per_object) for i in range(count)]
+    entries = [PlannedEntry(f"{BASE}/{i}.jpg", str(i), per_object, 0) for i in range(count)]
 
-    def read_chunks(key):
-        for _ in range(per_object // len(block)):
+    def read(source):
+        for _ in range(source.length // len(block)):
             yield bytes(bytearray(block))  # a fresh buffer per chunk, as a real reader returns
 
     tracemalloc.start()
     try:
-        written = sum(len(chunk) for chunk in stream_zip(entries, read_chunks, b"m", "m.csv"))
+        layout = layout_zip(archive_members(entries, b"m", "m.csv"), datetime(2026, 1, 1))
+        written = sum(len(chunk) for chunk in stream(layout.segments, read))
         return tracemalloc.get_traced_memory()[1], written
     finally:
         tracemalloc.stop()
 
 
-def test_stream_zip_memory_does_not_grow_with_archive_size():
+def test_writing_memory_does_not_grow_with_archive_size():
     small_peak, small_written = zip_peak_memory(20)
     large_peak, large_written = zip_peak_memory(200)
     assert large_written > 200 * 1024 * 1024
-    # 10x the data (and 10x the entries: 50 vs 5 central directory records of ~100 bytes)
+    # 10x the data (and 10x the entries: 50 vs 5 headers and central directory records of ~100 bytes)
     assert large_peak - small_peak < 256 * 1024, (small_peak, large_peak)
     assert large_peak < 2 * 1024 * 1024
