@@ -68,6 +68,8 @@ TABLES = (
     TableSpec("jobs", "Job", "JOBS_TABLE", "imgbatch-jobs", "JobsTable"),
     TableSpec("pipelines", "Pipeline", "PIPELINES_TABLE", "imgbatch-pipelines", "PipelinesTable"),
     TableSpec("meta", "Meta", "META_TABLE", "imgbatch-meta", "MetaTable"),
+    TableSpec("counters", "Counter", "COUNTERS_TABLE", "imgbatch-counters", "CountersTable"),
+    TableSpec("manifests", "Manifest", "MANIFESTS_TABLE", "imgbatch-manifests", "ManifestsTable"),
 )
 
 # S3 notifications land here: an upload is counted within seconds, whatever the processing backlog.
@@ -81,7 +83,10 @@ UPLOADS = QueueSpec("uploads", "imgbatch-uploads", "UPLOAD_QUEUE_URL", "UploadQu
 # Archives too large to build inside an API request.
 ARCHIVES = QueueSpec("archives", "imgbatch-archives", "ARCHIVE_QUEUE_URL", "ArchiveQueue", "build_archive",
                      batch_size=1, report_failures=False)
-QUEUES = (ARRIVALS, UPLOADS, ARCHIVES)
+# Bounded steps of work too long for the request that asks for it (services/maintenance.py).
+MAINTENANCE = QueueSpec("maintenance", "imgbatch-maintenance", "MAINTENANCE_QUEUE_URL", "MaintenanceQueue",
+                        "run_maintenance", batch_size=1, report_failures=False)
+QUEUES = (ARRIVALS, UPLOADS, ARCHIVES, MAINTENANCE)
 
 
 def queue_spec(name: str) -> QueueSpec:

@@ -184,6 +184,7 @@ class NewJob:
     size: int
     content_type: str
     key: str
+    bucket: int = 0                  # domain/buckets.py: which counter and job partition it uses
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class NewBatch:
     created_at: str
     upload_expires_at: str
     jobs: tuple[NewJob, ...]
+    buckets: int = 1
 
     @property
     def total_files(self) -> int:
@@ -222,13 +224,14 @@ class NewBatch:
             "created_at": self.created_at, "updated_at": self.created_at, "started_at": None, "completed_at": None,
             "upload_expires_at": self.upload_expires_at,
             "sample_file_names": [j.file_name for j in self.jobs[:SAMPLE_NAMES]],
+            "buckets": self.buckets,
         }
 
     def job_records(self) -> list[dict]:
         return [{"batch_id": self.id, "job_id": j.job_id, "position": j.position, "owner": self.owner,
                  "file_name": j.file_name, "size": j.size, "content_type": j.content_type, "key": j.key,
                  "status": JOB_AWAITING, "created_at": self.created_at, "updated_at": self.created_at,
-                 "attempt": 0} for j in self.jobs]
+                 "attempt": 0, "bucket": j.bucket} for j in self.jobs]
 
 
 SORT_FIELDS = ("created_at", "total_files", "status")
