@@ -480,9 +480,10 @@ class DynamoRepository:
             with J.batch_write() as writer:
                 for job_id, _name, _size, _type, bucket in rows:
                     writer.delete(J(bucket_key(batch_id, bucket), job_id))
-        for k in range(buckets):   # jobs an old layout or a stray write left in a bucket
-            for job in J.query(bucket_key(batch_id, k), attributes_to_get=["bucket_key", "job_id"]):
-                job.delete()
+        with J.batch_write() as writer:   # what a materialiser racing this purge may have written
+            for k in range(buckets):
+                for job in J.query(bucket_key(batch_id, k), attributes_to_get=["bucket_key", "job_id"]):
+                    writer.delete(job)
         with C.batch_write() as writer:
             for k in range(buckets):
                 writer.delete(C(bucket_key(batch_id, k)))
