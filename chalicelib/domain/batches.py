@@ -41,7 +41,7 @@ _UNSPECIFIC = ("", "application/octet-stream", "binary/octet-stream")
 
 @dataclass(frozen=True)
 class Limits:
-    max_files: int = 10_000
+    max_files: int = 100_000
     max_file_size: int = 200 * 1024 * 1024
     max_batch_size: int = 20 * 1024 * 1024 * 1024
 
