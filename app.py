@@ -341,7 +341,8 @@ def register_uploads(event):
     """S3 ObjectCreated -> SQS -> here: count the upload at once, then queue its processing.
     Cheap and separate from processing, so `uploaded` never waits behind the render backlog."""
     from chalicelib.adapters.sqs_events import handle_sqs_records
-    return _partial_failures(handle_sqs_records(wiring.get().processor.register_key, _sqs_records(event)))
+    processor = wiring.get().processor
+    return _partial_failures(handle_sqs_records(processor.register_key, _sqs_records(event), processor.prefetch))
 
 
 @app.on_sqs_message(**resources.UPLOADS.event_source())
@@ -359,6 +360,14 @@ def expire_uploads(event):
     if any(result.values()):
         app.log.info("sweep: %s", result)
     return result
+
+
+@app.on_sqs_message(**resources.MAINTENANCE.event_source())
+def run_maintenance(event):
+    """Work too long for the request that asked for it (materialising a big batch's jobs, purging
+    a deleted one, cancelling a big batch's jobs); each message is one bounded step."""
+    for record in event:
+        wiring.get().maintenance.run(json.loads(record.body))
 
 
 @app.on_sqs_message(**resources.ARCHIVES.event_source())

@@ -15,6 +15,9 @@ from typing import IO, Iterable, Iterator, Protocol, Sequence
 from .domain.batches import BatchQuery, NewBatch
 
 
+MAYBE_DONE = "maybe_done"   # finish_job: counted, and the batch may be complete now (look)
+
+
 class ConditionFailed(Exception):
     """A conditional write lost: the item is not in the state the caller expected."""
 
@@ -61,18 +64,24 @@ class BatchStore(Protocol):
     def list_batches(self, query: BatchQuery, start: dict | None = None) -> Page: ...
     def stats(self, owner: str) -> dict: ...
     def get_job(self, batch_id: str, job_id: str) -> dict | None: ...
+    def get_jobs(self, batch_id: str, job_ids: Sequence[str]) -> dict[str, dict]:
+        """Several jobs of one batch at once (by id; missing ones are left out)."""
     def find_job(self, job_id: str) -> dict | None: ...
     def list_jobs(self, batch_id: str, limit: int, start_key: dict | None) -> Page: ...
     def jobs_after(self, job: dict) -> dict:
         """The `last_key` of a list_jobs page that ends with `job`."""
-    def all_jobs(self, batch_id: str) -> Iterable[dict]: ...
+    def all_jobs(self, batch_id: str) -> Iterable[dict]:
+        """Every job, in file order."""
     def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]: ...
     def jobs_by_status(self, owner: str, status: str, limit: int, start_key: dict | None) -> Page: ...
 
     # the job's life
     def claim_upload(self, job: dict, now: str) -> bool: ...
     def finish_job(self, job: dict, attempt: int, now: str, outputs: list | None = None,
-                   error: tuple[str, str] | None = None, preview: dict | None = None) -> bool: ...
+                   error: tuple[str, str] | None = None, preview: dict | None = None) -> bool | str:
+        """False when nothing moved; MAYBE_DONE when counted and the batch may be complete (the
+        caller looks: finalize_if_done); else True. A store may answer MAYBE_DONE more often than
+        strictly needed (per bucket), never less."""
     def expire_job(self, job: dict, now: str, message: str) -> bool: ...
     def reopen_job(self, job: dict, now: str) -> bool: ...
     def cancel_job(self, job: dict, now: str) -> bool: ...
@@ -83,6 +92,10 @@ class BatchStore(Protocol):
     def reopen_batch(self, batch: dict, now: str) -> bool: ...
     def settle_cancel(self, batch_id: str) -> None: ...
     def mark_deleting(self, batch: dict, now: str) -> bool: ...
+    def materialize_jobs(self, batch: dict, chunk: int) -> int:
+        """Every job of one manifest chunk (domain/buckets.py CHUNK_SIZE positions) gets its record,
+        unless it has one; idempotent. Jobs are listed before it (as created) but can be claimed
+        only after it: uploads are handed out for a chunk once it is materialised."""
     def purge_batch(self, batch_id: str) -> None: ...
 
     # what the sweep looks for
@@ -152,8 +165,15 @@ class MultipartStore(Protocol):
 
 
 class ProcessingQueue(Protocol):
-    def enqueue_keys(self, keys: list[str]) -> None:
-        """Ask for these uploads to be processed (again)."""
+    def enqueue_keys(self, keys: list[str], jobs: list[dict] | None = None) -> None:
+        """Ask for these uploads to be processed (again), each with its job's state when known
+        (so the processing function need not read it)."""
+
+
+class MaintenanceQueue(Protocol):
+    def send(self, message: dict) -> None:
+        """Work too long for the request that asks for it: {"kind": "materialize" | "purge" |
+        "cancel_jobs", "batch_id", ...}; services/maintenance.py runs it."""
 
 
 class ArchiveQueue(Protocol):

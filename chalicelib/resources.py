@@ -90,16 +90,21 @@ TABLES = (
     TableSpec("meta", "Meta", "META_TABLE", "imgbatch-meta", "MetaTable"),
     TableSpec("webhooks", "Webhook", "WEBHOOKS_TABLE", "imgbatch-webhooks", "WebhooksTable"),
     TableSpec("deliveries", "Delivery", "DELIVERIES_TABLE", "imgbatch-deliveries", "DeliveriesTable"),
+    TableSpec("counters", "Counter", "COUNTERS_TABLE", "imgbatch-counters", "CountersTable"),
+    TableSpec("manifests", "Manifest", "MANIFESTS_TABLE", "imgbatch-manifests", "ManifestsTable"),
 )
 
 # S3 notifications land here: an upload is counted within seconds, whatever the processing backlog.
+# An arrival is a few milliseconds of work: 100 functions keep up with thousands of files a second
+# (bench/dynamo_model.py).
 ARRIVALS = QueueSpec("arrivals", "imgbatch-arrivals", "ARRIVAL_QUEUE_URL", "ArrivalQueue", "register_uploads",
-                     s3_prefixes=(UPLOAD_PREFIX,))
-# Registered uploads and retries, one render each. Every file's two transactions touch its batch's
-# item; DynamoDB takes ~1,000 WCU/s per item, about 125 files/s at 8 WCU each, so 30 concurrent
-# functions (~100 files/s) until the counters are sharded (docs/benchmarks.md).
+                     s3_prefixes=(UPLOAD_PREFIX,), max_concurrency=100)
+# Registered uploads and retries, one render each. Each file's transitions touch its job and its
+# bucket's counter only (domain/buckets.py), so one batch takes 1,000 concurrent functions: about
+# 5,900 files/s in the DynamoDB model with no throttling (docs/benchmarks.md "Scale"); 1,000 is
+# also the event source's maximum.
 UPLOADS = QueueSpec("uploads", "imgbatch-uploads", "UPLOAD_QUEUE_URL", "UploadQueue", "process_upload",
-                    max_concurrency=30, local_workers=None)
+                    max_concurrency=1000, local_workers=None)
 # Archives too large to build inside an API request.
 ARCHIVES = QueueSpec("archives", "imgbatch-archives", "ARCHIVE_QUEUE_URL", "ArchiveQueue", "build_archive",
                      batch_size=1, report_failures=False)
@@ -114,7 +119,11 @@ ARCHIVE_PARTS = QueueSpec("archive_parts", "imgbatch-archive-parts", "ARCHIVE_PA
 # so the function's 120 s and this visibility timeout leave room for a slow batch.
 DELIVERIES = QueueSpec("deliveries", "imgbatch-deliveries", "DELIVERY_QUEUE_URL", "DeliveryQueue",
                        "deliver_webhooks", local_workers=2, visibility_timeout=180)
-QUEUES = (ARRIVALS, UPLOADS, ARCHIVES, ARCHIVE_PARTS, DELIVERIES)
+
+# Bounded steps of work too long for the request that asks for it (services/maintenance.py).
+MAINTENANCE = QueueSpec("maintenance", "imgbatch-maintenance", "MAINTENANCE_QUEUE_URL", "MaintenanceQueue",
+                        "run_maintenance", batch_size=1, report_failures=False)
+QUEUES = (ARRIVALS, UPLOADS, ARCHIVES, ARCHIVE_PARTS, DELIVERIES, MAINTENANCE)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pynamodb.connection import Connection
 from .adapters.models import Models, build_models
 from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
-from .resources import ARCHIVE_PARTS, ARCHIVES, DELIVERIES, UPLOADS, Created, create_all
+from .resources import ARCHIVE_PARTS, ARCHIVES, DELIVERIES, MAINTENANCE, UPLOADS, Created, create_all
 from .settings import Settings
 
 
@@ -103,7 +103,8 @@ class Container:
     @cached_property
     def batches(self):
         from .services.batches import BatchService
-        return BatchService(self.repository, self.storage, self.settings, queue=self.queue)
+        return BatchService(self.repository, self.storage, self.settings, queue=self.queue,
+                            maintenance=self.maintenance_queue)
 
     @cached_property
     def queue(self):
@@ -113,7 +114,8 @@ class Container:
     @cached_property
     def processor(self):
         from .services.processor import Processor
-        return Processor(self.repository, self.storage, self.settings, queue=self.queue)
+        return Processor(self.repository, self.storage, self.settings, queue=self.queue,
+                         maintenance=self.maintenance_queue)
 
     @cached_property
     def archive_queue(self):
@@ -174,7 +176,17 @@ class Container:
     @cached_property
     def deleter(self):
         from .services.deletion import Deleter
-        return Deleter(self.repository, self.storage)
+        return Deleter(self.repository, self.storage, maintenance=self.maintenance_queue)
+
+    @cached_property
+    def maintenance_queue(self):
+        from .adapters.queue import MaintenanceQueue
+        return MaintenanceQueue(self.sqs, self.settings.queue_url(MAINTENANCE.key))
+
+    @cached_property
+    def maintenance(self):
+        from .services.maintenance import Maintenance
+        return Maintenance(self.batches, self.deleter, self.processor)
 
     @cached_property
     def sweep(self):
@@ -225,6 +237,11 @@ class InMemoryContainer(Container):
     def archive_queue(self):
         from .adapters.memory import MemoryArchiveQueue
         return MemoryArchiveQueue()
+
+    @cached_property
+    def maintenance_queue(self):
+        from .adapters.memory import MemoryMaintenanceQueue
+        return MemoryMaintenanceQueue()
 
 
 _lock = threading.Lock()

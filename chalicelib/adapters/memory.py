@@ -40,7 +40,7 @@ from ..domain.batches import (
 )
 from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
-from ..ports import ConditionFailed, Page
+from ..ports import MAYBE_DONE, ConditionFailed, Page
 from .storage import content_disposition   # plain string code: the S3 store's header, exactly
 
 STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
@@ -309,7 +309,8 @@ class MemoryRepository:
                 batch["succeeded"] += 1
             stored.update(updated_at=now, completed_at=now)
             batch["updated_at"] = now
-            return True
+            done = batch["succeeded"] + batch["failed"] + batch["cancelled"]
+            return MAYBE_DONE if done >= batch["total_files"] else True
 
     def expire_job(self, job: dict, now: str, message: str) -> bool:
         with self._lock:
@@ -380,6 +381,13 @@ class MemoryRepository:
                 stored["_shard"] = None
 
     # -- jobs ---------------------------------------------------------------------------------
+    def get_jobs(self, batch_id: str, job_ids: Sequence[str]) -> dict[str, dict]:
+        return {j: job for j in job_ids if (job := self.get_job(batch_id, j)) is not None}
+
+    def materialize_jobs(self, batch: dict, chunk: int) -> int:
+        """Every job has its record from the start here."""
+        return 0
+
     def get_job(self, batch_id: str, job_id: str) -> dict | None:
         with self._lock:
             found = self._jobs.get(batch_id, {}).get(job_id)
@@ -391,9 +399,10 @@ class MemoryRepository:
             return self.get_job(batch_id, job_id) if batch_id else None
 
     def all_jobs(self, batch_id: str) -> Iterable[dict]:
-        """In job id order (the table's sort key)."""
+        """In file order (as the manifest gives it)."""
         with self._lock:
-            return iter([_public(j) for _, j in sorted(self._jobs.get(batch_id, {}).items())])
+            jobs = sorted(self._jobs.get(batch_id, {}).values(), key=lambda j: j["position"])
+            return iter([_public(j) for j in jobs])
 
     def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]:
         with self._lock:
@@ -583,7 +592,9 @@ class _Messages:
 class MemoryProcessingQueue(_Messages):
     """ports.ProcessingQueue: the upload keys to process (again)."""
 
-    def enqueue_keys(self, keys: list[str]) -> None:
+    def enqueue_keys(self, keys: list[str], jobs: list[dict] | None = None) -> None:
+        # take() hands out keys; the job states sent along are kept for inspection
+        self.jobs = getattr(self, "jobs", []) + list(jobs or [])
         self._send(list(keys))
 
 
@@ -592,3 +603,13 @@ class MemoryArchiveQueue(_Messages):
 
     def request_build(self, batch_id: str, partial: bool) -> None:
         self._send([{"batch_id": batch_id, "partial": partial}])
+
+
+class MemoryMaintenanceQueue(_Messages):
+    """ports.MaintenanceQueue: background steps, as the messages sent."""
+
+    def send(self, message: dict) -> None:
+        self._send([dict(message)])
+
+    def send_many(self, messages: list[dict]) -> None:
+        self._send([dict(m) for m in messages])

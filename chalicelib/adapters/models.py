@@ -15,7 +15,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.indexes import (
-    AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection, LocalSecondaryIndex,
+    GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection,
 )
 from pynamodb.models import Model
 
@@ -44,9 +44,13 @@ class Models:
     Meta: Type[Model]
     Webhook: Type[Model]
     Delivery: Type[Model]
+    Counter: Type[Model]
+    Manifest: Type[Model]
 
     def all(self):
-        return (self.Batch, self.Job, self.Pipeline, self.Meta, self.Webhook, self.Delivery)
+        """In the order of resources.TABLES."""
+        return (self.Batch, self.Job, self.Pipeline, self.Meta, self.Webhook, self.Delivery, self.Counter,
+                self.Manifest)
 
 
 def _meta(table: str, region: str, host: str | None):
@@ -67,7 +71,8 @@ def _gsi(name: str, hash_attr: str, range_attr: str | None, projection) -> Type[
     return type(f"Index_{name.replace('-', '_')}", (GlobalSecondaryIndex,), body)
 
 
-def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks: str, deliveries: str, region: str,
+def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks: str, deliveries: str,
+                 counters: str, manifests: str, region: str,
                  host: str | None) -> Models:
     batch_attrs = dict(
         Meta=_meta(batches, region, host),
@@ -110,6 +115,10 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
         status_sk=UnicodeAttribute(),
         # present only while the batch is not final: a sparse index for the expiry sweep
         open_shard=UnicodeAttribute(null=True),
+        # domain/buckets.py: how many counter buckets the files are spread over; the counters
+        # above hold the sums only once `counts_final` (else they are summed from the buckets)
+        buckets=NumberAttribute(default=1),
+        counts_final=BooleanAttribute(default=False),
     )
     # List indexes carry only keys plus search_text, so counter updates during
     # processing never rewrite index items; pages are fetched with BatchGetItem.
@@ -119,17 +128,15 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
     batch_attrs["ix_open"] = _gsi("open-expiry", "open_shard", "upload_expires_at", KeysOnlyProjection())()
     Batch = type("Batch", (Model,), batch_attrs)
 
-    class JobPosition(LocalSecondaryIndex):
-        class Meta:
-            index_name = "batch-position"
-            projection = AllProjection()
-        batch_id = UnicodeAttribute(hash_key=True)
-        position = NumberAttribute(range_key=True)
-
+    # A job lives in its bucket's partition ("{batch_id}#{bucket}"), so one batch's writes spread
+    # over its buckets' partitions (no LSI: it would pin a batch's jobs to one partition). File
+    # order comes from the manifest chunks, not from an index.
     job_attrs = dict(
         Meta=_meta(jobs, region, host),
-        batch_id=UnicodeAttribute(hash_key=True),
+        bucket_key=UnicodeAttribute(hash_key=True),
         job_id=UnicodeAttribute(range_key=True),
+        batch_id=UnicodeAttribute(),
+        bucket=NumberAttribute(default=0),
         position=NumberAttribute(),
         owner=UnicodeAttribute(),
         file_name=UnicodeAttribute(),
@@ -147,9 +154,8 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
         updated_at=UnicodeAttribute(),
         started_at=UnicodeAttribute(null=True),
         completed_at=UnicodeAttribute(null=True),
-        owner_status=UnicodeAttribute(),
+        owner_status=UnicodeAttribute(),   # "{owner}#{status}#{spread}": spread over OWNER_STATUS_SPREAD keys
         updated_sk=UnicodeAttribute(),
-        ix_position=JobPosition(),
         ix_job_id=_gsi("job-id", "job_id", None, KeysOnlyProjection())(),
         ix_owner_status=_gsi("owner-status-updated", "owner_status", "updated_sk", KeysOnlyProjection())(),
     )
@@ -189,4 +195,30 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
     Meta = type("MetaItem", (Model,), meta_attrs)
     tables = {"webhooks": webhooks, "deliveries": deliveries}
     Webhook, Delivery = build_webhook_models(lambda key: _meta(tables[key], region, host))
-    return Models(Batch, Job, Pipeline, Meta, Webhook, Delivery)
+
+    # One small item per bucket of a batch: what its files have become. Every per-file
+    # transition moves its job and this item together; `state` stops counting when the batch is
+    # final, cancelled or deleted, which stops every later claim and finish.
+    Counter = type("Counter", (Model,), dict(
+        Meta=_meta(counters, region, host),
+        bucket_key=UnicodeAttribute(hash_key=True),   # "{batch_id}#{bucket}"
+        total=NumberAttribute(default=0),
+        last=NumberAttribute(default=-1),              # total - 1: conditions cannot do arithmetic
+        uploaded=NumberAttribute(default=0),
+        succeeded=NumberAttribute(default=0),
+        failed=NumberAttribute(default=0),
+        cancelled=NumberAttribute(default=0),
+        done=NumberAttribute(default=0),               # succeeded + failed + cancelled
+        state=UnicodeAttribute(default="counting"),    # counting | cancelling | closed (repository)
+        updated_at=UnicodeAttribute(null=True),        # the last change of one of its files
+    ))
+
+    # The file list in upload order, CHUNK_SIZE positions an item, each its own partition key:
+    # [[job_id, file_name, size, content_type, bucket], ...].
+    Manifest = type("ManifestChunk", (Model,), dict(
+        Meta=_meta(manifests, region, host),
+        chunk_key=UnicodeAttribute(hash_key=True),     # "{batch_id}#{chunk}"
+        files=JSONAttribute(),
+        materialized=BooleanAttribute(default=False),  # every job of the chunk has its item
+    ))
+    return Models(Batch, Job, Pipeline, Meta, Webhook, Delivery, Counter, Manifest)

@@ -11,20 +11,43 @@ class UploadQueue:
         self.sqs = sqs_client
         self.url = queue_url
 
-    def enqueue_keys(self, keys: list[str]) -> None:
-        """Send S3-shaped ObjectCreated records so the handler has one input format."""
+    def enqueue_keys(self, keys: list[str], jobs: list[dict] | None = None) -> None:
+        """Send S3-shaped ObjectCreated records so the handler has one input format, each
+        carrying its job's state when known (sqs_events.JOB_FIELD)."""
         if not self.url:
             raise RuntimeError("UPLOAD_QUEUE_URL is not configured")
-        for start in range(0, len(keys), 10):
-            entries = [{"Id": str(i), "MessageBody": json.dumps(s3_event_for(key))}
-                       for i, key in enumerate(keys[start:start + 10])]
+        jobs = jobs or [None] * len(keys)
+        bodies = [json.dumps(s3_event_for(key, job=job)) for key, job in zip(keys, jobs)]
+        for start in range(0, len(bodies), 10):
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start:start + 10])]
             self.sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
 
 
-def s3_event_for(key: str, bucket: str = "") -> dict:
+def s3_event_for(key: str, bucket: str = "", job: dict | None = None) -> dict:
     from urllib.parse import quote_plus
-    return {"Records": [{"eventSource": "imgbatch:retry", "eventName": "ObjectCreated:Retry",
-                         "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key)}}}]}
+
+    from .sqs_events import JOB_FIELD
+    record = {"eventSource": "imgbatch:forward", "eventName": "ObjectCreated:Forward",
+              "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key)}}}
+    if job is not None:
+        record[JOB_FIELD] = job
+    return {"Records": [record]}
+
+
+class MaintenanceQueue:
+    def __init__(self, sqs_client, queue_url: str | None):
+        self.sqs = sqs_client
+        self.url = queue_url
+
+    def send(self, message: dict) -> None:
+        if not self.url:
+            raise RuntimeError("MAINTENANCE_QUEUE_URL is not configured")
+        self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message))
+
+    def send_many(self, messages: list[dict]) -> None:
+        for start in range(0, len(messages), 10):
+            entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(messages[start:start + 10])]
+            self.sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
 
 
 class ArchiveQueue:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta, timezone
 from dataclasses import dataclass
@@ -22,9 +24,11 @@ from ..domain.batches import (
 )
 from ..domain import naming
 from ..domain.batches import BatchQuery, NewBatch
+from ..domain.buckets import CHUNK_SIZE, bucket_of, chunk_count, chunk_of
+from ..domain.keys import upload_key
 from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
-from ..ports import ConditionFailed, Page
+from ..ports import MAYBE_DONE, ConditionFailed, Page
 from .models import Models, batch_index_name
 
 STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
@@ -34,6 +38,29 @@ RETRYABLE_CODES = frozenset({"TransactionConflict", "ThrottlingError", "Throttli
                              "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
                              "RequestLimitExceeded", "TransactionInProgressException"})
 SORT_KEYS = {"created_at": "created_sk", "total_files": "files_sk", "status": "status_sk"}
+COUNT_FIELDS = ("uploaded", "succeeded", "failed", "cancelled")
+# The job fields an item holds (everything else on a job dict is derived or a key).
+JOB_FIELDS = frozenset(("batch_id", "bucket", "position", "owner", "file_name", "size", "content_type", "key",
+                        "status", "error_code", "error_message", "outputs", "preview", "attempt", "created_at",
+                        "updated_at", "started_at", "completed_at"))
+# The owner-status index key is spread over this many values: every transition of every job of an
+# owner moves an index row, and one key would cap that at one partition's ~1,000 writes/s.
+OWNER_STATUS_SPREAD = 32
+# A bucket counter's state (see DynamoRepository._set_counters).
+COUNTING, CANCELLING_JOBS, CLOSED = "counting", "cancelling", "closed"
+
+
+def bucket_key(batch_id: str, bucket: int) -> str:
+    """The partition of one bucket of a batch: its jobs (jobs table) and its counter."""
+    return f"{batch_id}#{bucket}"
+
+
+def chunk_key(batch_id: str, chunk: int) -> str:
+    return f"{batch_id}#{chunk}"
+
+
+def owner_status(owner: str, status: str, job_id: str) -> str:
+    return f"{owner}#{status}#{uuid.UUID(job_id).int % OWNER_STATUS_SPREAD:02d}"
 SEARCH_SCAN_BUDGET = 1000  # index items examined per search request before handing back a cursor
 # A batch being deleted keeps its item (so every transition can see it is going) but none of these:
 # without them it is in no list index, so it leaves every list at once.
@@ -95,8 +122,11 @@ def batch_index_keys(owner: str, prefix: str, status: str, created_sk: str) -> d
     }
 
 
-def _update(item, actions: list, condition=None) -> tuple:
-    return ("update", item, {"actions": actions, "condition": condition})
+def _update(item, actions: list, condition=None, return_values: str | None = None) -> tuple:
+    kwargs = {"actions": actions, "condition": condition}
+    if return_values:   # ALL_OLD: a failed condition hands back the item as it was
+        kwargs["return_values"] = return_values
+    return ("update", item, kwargs)
 
 
 def _save(item, condition=None) -> tuple:
@@ -118,6 +148,7 @@ class DynamoRepository:
         self.m = models
         self.conn = connection
         self.meter = ReadMeter()
+        self._immutable: dict[str, dict] = {}   # batch id -> fields that never change
 
     def _transact(self, *writes: tuple) -> bool:
         """Apply the writes in one DynamoDB transaction; False when a condition fails.
@@ -137,6 +168,24 @@ class DynamoRepository:
                     raise
                 time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
         return False
+
+    def _transact_reasons(self, *writes: tuple) -> list | None:
+        """As _transact, but a failed condition returns the cancellation reasons (one per write,
+        None for writes that were not the reason), so the caller can tell which one failed."""
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                with TransactWrite(connection=self.conn) as tx:
+                    for method, item, kwargs in writes:
+                        getattr(tx, method)(item, **kwargs)
+                return None
+            except TransactWriteError as exc:
+                if _conflict(exc):
+                    reasons = list(exc.cancellation_reasons or [])
+                    return [r if r is not None and r.code == "ConditionalCheckFailed" else None for r in reasons]
+                if not _contended(exc) or attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
+        raise RuntimeError("unreachable")
 
     # -- pipelines -------------------------------------------------------
     def create_pipeline(self, owner: str, pid: str, spec: dict, now: str) -> dict:
@@ -205,10 +254,12 @@ class DynamoRepository:
 
     # -- batches ---------------------------------------------------------
     def create_batch(self, new: NewBatch) -> dict:
-        """Jobs first, then the batch with its aggregates in one transaction: a crash
-        in between leaves only unreachable job items, never a batch without jobs.
-        Returns the batch as services see it."""
-        B, M = self.m.Batch, self.m.Meta
+        """A batch's parts first (its bucket counters and manifest chunks), then the batch with its
+        aggregates in one transaction (a crash in between leaves only unreachable parts, never a
+        batch without them), then the jobs of the first chunk. The other chunks' jobs are
+        materialised later (materialize_jobs): creating a 100,000-file batch writes about 1,100
+        items, not 100,000. Returns the batch as services see it."""
+        B, M, C, F = self.m.Batch, self.m.Meta, self.m.Counter, self.m.Manifest
         batch = new.record()
         created_sk = f"{new.created.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{new.id}"
         item = {
@@ -218,13 +269,13 @@ class DynamoRepository:
             **batch_index_keys(new.owner, new.customer_prefix, QUEUED, created_sk),
         }
         item = {k: v for k, v in item.items() if v is not None}
-        jobs = [{**job, "owner_status": f"{new.owner}#{JOB_AWAITING}",
-                 "updated_sk": f"{job['created_at']}#{job['job_id']}"} for job in new.job_records()]
-        chunks = [jobs[i:i + JOB_WRITE_CHUNK] for i in range(0, len(jobs), JOB_WRITE_CHUNK)]
-        # BatchWriteItem takes 25 items a call; a 10,000-file batch is 400 calls,
-        # so they go out in parallel to stay well inside API Gateway's 29 s.
-        with ThreadPoolExecutor(max_workers=min(8, len(chunks) or 1)) as pool:
-            list(pool.map(self._write_jobs, chunks))
+        totals = Counter(j.bucket for j in new.jobs)
+        counters = [C(bucket_key(new.id, b), total=totals.get(b, 0), last=totals.get(b, 0) - 1)
+                    for b in range(new.buckets)]
+        chunks = [F(chunk_key(new.id, c), files=[[j.job_id, j.file_name, j.size, j.content_type, j.bucket]
+                                                  for j in new.jobs[c * CHUNK_SIZE:(c + 1) * CHUNK_SIZE]])
+                  for c in range(chunk_count(new.total_files))]
+        self._write_all(counters + chunks)
         n = new.total_files
         if not self._transact(
                 _save(B(**item), B.id.does_not_exist()),
@@ -232,19 +283,91 @@ class DynamoRepository:
                     M.total_batches.add(1), getattr(M, QUEUED).add(1),
                     M.files_current.add(n), M.total_files_all_time.add(n)])):
             raise ConditionFailed("batch id already exists")
+        self.materialize_jobs(batch, 0)
         return batch
 
-    def _write_jobs(self, jobs: list[dict]) -> None:
-        J = self.m.Job
-        with J.batch_write() as writer:
-            for job in jobs:
-                writer.save(J(**job))
+    def _write_all(self, items: list) -> None:
+        """BatchWriteItem in parallel groups (25 items a call), each group one model's."""
+        by_model: dict[type, list] = {}
+        for it in items:
+            by_model.setdefault(type(it), []).append(it)
+        groups = [same[i:i + JOB_WRITE_CHUNK] for same in by_model.values()
+                  for i in range(0, len(same), JOB_WRITE_CHUNK)]
+
+        def write(group):
+            with type(group[0]).batch_write() as writer:
+                for it in group:
+                    writer.save(it)
+        with ThreadPoolExecutor(max_workers=min(8, len(groups) or 1)) as pool:
+            list(pool.map(write, groups))
+
+    def materialize_jobs(self, batch: dict, chunk: int) -> int:
+        """Give every job of one manifest chunk its item (awaiting upload), unless it has one:
+        conditional puts in transactions of 100, so a job an arrival or a sweep already moved is
+        never overwritten. Idempotent; returns how many items were written."""
+        J, F = self.m.Job, self.m.Manifest
+        try:
+            part = F.get(chunk_key(batch["id"], chunk), consistent_read=True)
+        except DoesNotExist:
+            return 0
+        if part.materialized:
+            return 0
+        jobs = [self._job_item(self._manifest_job(batch, chunk * CHUNK_SIZE + n, row))
+                for n, row in enumerate(part.files)]
+        written = 0
+        for start in range(0, len(jobs), 100):
+            group = jobs[start:start + 100]
+            if self._transact(*[_save(j, J.job_id.does_not_exist()) for j in group]):
+                written += len(group)
+                continue
+            for j in group:   # some exist already: one by one
+                try:
+                    j.save(condition=J.job_id.does_not_exist())
+                    written += 1
+                except PutError as exc:
+                    if not _conflict(exc):
+                        raise
+        part.update(actions=[F.materialized.set(True)])
+        return written
+
+    @staticmethod
+    def _manifest_job(batch: dict, position: int, row: list) -> dict:
+        """A job as created, from its manifest row: what a not yet materialised job is."""
+        job_id, file_name, size, content_type, bucket = row
+        return {"batch_id": batch["id"], "job_id": job_id, "position": position, "owner": batch["owner"],
+                "file_name": file_name, "size": size, "content_type": content_type,
+                "key": upload_key(batch["id"], job_id, file_name), "status": JOB_AWAITING,
+                "created_at": batch["created_at"], "updated_at": batch["created_at"], "attempt": 0,
+                "bucket": bucket}
+
+    def _job_item(self, job: dict):
+        fields = {k: v for k, v in job.items() if k in JOB_FIELDS and v is not None}
+        return self.m.Job(bucket_key(job["batch_id"], int(job.get("bucket") or 0)), job["job_id"],
+                          owner_status=owner_status(job["owner"], job["status"], job["job_id"]),
+                          updated_sk=f"{job['updated_at']}#{job['job_id']}", **fields)
 
     def get_batch(self, batch_id: str) -> dict | None:
+        """The batch with its counts: kept on the item once final, else summed from its buckets."""
         try:
-            return _plain(self.m.Batch.get(batch_id, consistent_read=True))
+            batch = _plain(self.m.Batch.get(batch_id, consistent_read=True))
         except DoesNotExist:
             return None
+        return self._with_counts([batch])[0]
+
+    def _with_counts(self, batches: list[dict]) -> list[dict]:
+        live = [b for b in batches if not b.get("counts_final")]
+        if live:
+            keys = [bucket_key(b["id"], k) for b in live for k in range(int(b.get("buckets") or 1))]
+            sums: dict[str, Counter] = {b["id"]: Counter() for b in live}
+            latest = {b["id"]: b.get("updated_at") or "" for b in live}
+            for start in range(0, len(keys), 100):
+                for c in self.m.Counter.batch_get(keys[start:start + 100], consistent_read=True):
+                    batch_id = c.bucket_key.rsplit("#", 1)[0]
+                    sums[batch_id].update({f: int(getattr(c, f) or 0) for f in COUNT_FIELDS})
+                    latest[batch_id] = max(latest[batch_id], c.updated_at or "")
+            for b in live:   # the batch changed when its record did or any of its files did
+                b.update({f: sums[b["id"]][f] for f in COUNT_FIELDS}, updated_at=latest[b["id"]] or b.get("updated_at"))
+        return batches
 
     @staticmethod
     def _batch_partition(q: BatchQuery) -> tuple[str, str]:
@@ -298,6 +421,7 @@ class DynamoRepository:
             return {}
         found = {b.id: _plain(b) for b in self.m.Batch.batch_get(ids, consistent_read=True)}
         self.meter.items += len(found)
+        self._with_counts(list(found.values()))
         return found
 
     def update_batch_fields(self, batch: dict, changes: dict, now: str) -> dict | None:
@@ -318,7 +442,7 @@ class DynamoRepository:
             if _conflict(exc):
                 return None
             raise
-        return _plain(item)
+        return self._with_counts([_plain(item)])[0]
 
     def mark_deleting(self, batch: dict, now: str) -> bool:
         """The first step of a delete, atomic with the owner's aggregates: the batch leaves every
@@ -329,20 +453,63 @@ class DynamoRepository:
             return False
         B, M = self.m.Batch, self.m.Meta
         hidden = [getattr(B, name).remove() for name in LIST_INDEX_KEYS]
-        return self._transact(
+        marked = self._transact(
             _update(B(batch["id"]), [B.status.set(DELETING), B.updated_at.set(now), B.open_shard.set(DELETING)]
                     + hidden, B.status == batch["status"]),
             _update(self._stats_update(batch["owner"]), [
                 M.total_batches.add(-1), getattr(M, batch["status"]).add(-1),
                 M.files_current.add(-int(batch["total_files"]))]))
+        if marked:   # before any object goes: a worker finishing now fails its commit and cleans up
+            self._set_counters(batch, CLOSED)
+        return marked
+
+    def _set_counters(self, batch: dict, state: str) -> None:
+        """A batch's bucket counters count (COUNTING) exactly while it is queued or processing;
+        then claims, finishes, expiries and reopens count; once it is cancelled only cancel_job
+        counts (CANCELLING_JOBS); final or being deleted, nothing (CLOSED). Closing follows the
+        status change, so a file finishing in that instant still counts (it finished); reopening
+        precedes the status change, so nothing counts before the batch is open again."""
+        C = self.m.Counter
+        keys = [bucket_key(batch["id"], k) for k in range(int(batch.get("buckets") or 1))]
+
+        def move(key):
+            try:
+                C(key).update(actions=[C.state.set(state)], condition=C.bucket_key.exists())
+            except UpdateError as exc:
+                if not _conflict(exc):
+                    raise
+        with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
+            list(pool.map(move, keys))
 
     def purge_batch(self, batch_id: str) -> None:
-        """Jobs, then the batch item itself; only for a batch already marked deleting. Idempotent."""
-        J, B = self.m.Job, self.m.Batch
-        keys = J.query(batch_id, attributes_to_get=["batch_id", "job_id"])
-        with J.batch_write() as writer:
-            for job in keys:
-                writer.delete(job)
+        """Jobs, counters, manifest, then the batch item itself; only for a batch already marked
+        deleting. Idempotent (a crash part-way is finished by running it again)."""
+        B, J, C, F = self.m.Batch, self.m.Job, self.m.Counter, self.m.Manifest
+        try:
+            batch = _plain(B.get(batch_id, consistent_read=True))
+        except DoesNotExist:
+            return
+        if batch["status"] != DELETING:
+            return
+        buckets = int(batch.get("buckets") or 1)
+        for chunk in range(chunk_count(int(batch["total_files"]))):
+            try:
+                rows = F.get(chunk_key(batch_id, chunk), consistent_read=True).files
+            except DoesNotExist:
+                continue
+            with J.batch_write() as writer:
+                for job_id, _name, _size, _type, bucket in rows:
+                    writer.delete(J(bucket_key(batch_id, bucket), job_id))
+        with J.batch_write() as writer:   # what a materialiser racing this purge may have written
+            for k in range(buckets):
+                for job in J.query(bucket_key(batch_id, k), attributes_to_get=["bucket_key", "job_id"]):
+                    writer.delete(job)
+        with C.batch_write() as writer:
+            for k in range(buckets):
+                writer.delete(C(bucket_key(batch_id, k)))
+        with F.batch_write() as writer:
+            for chunk in range(chunk_count(int(batch["total_files"]))):
+                writer.delete(F(chunk_key(batch_id, chunk)))
         try:
             B(batch_id).delete(condition=B.status == DELETING)
         except DeleteError as exc:
@@ -363,26 +530,46 @@ class DynamoRepository:
         return self._sparse(DELETING)
 
     # -- state transitions ---------------------------------------------------
+    # Each moves one job and its bucket's counter in one transaction; the job's condition makes a
+    # duplicate count nothing, the counter's `state` makes a final, cancelled or deleted batch count nothing.
+    def _counter(self, job: dict):
+        return self.m.Counter(bucket_key(job["batch_id"], int(job.get("bucket") or 0)))
+
     def claim_upload(self, job: dict, now: str) -> bool:
-        """awaiting_upload -> processing and the batch's `uploaded` += 1, atomically.
-        False when the job already moved on (duplicate event) or the batch is final."""
-        J, B = self.m.Job, self.m.Batch
+        """awaiting_upload -> processing (attempt 1) and the bucket's `uploaded` += 1, atomically.
+        False when the job already moved on (a duplicate event), is not this object's, or the
+        batch is cancelled or being deleted."""
+        J, C = self.m.Job, self.m.Counter
         return self._transact(
-            _update(J(job["batch_id"], job["job_id"]),
-                    self._job_actions(job, JOB_PROCESSING, now) + [J.started_at.set(now), J.attempt.add(1)],
-                    J.status == JOB_AWAITING),
-            _update(B(job["batch_id"]), [B.uploaded.add(1), B.updated_at.set(now)], B.status.is_in(QUEUED, PROCESSING)))
+            _update(self._job_item_key(job),
+                    self._job_actions(job, JOB_PROCESSING, now) + [J.started_at.set(now), J.attempt.set(1)],
+                    (J.status == JOB_AWAITING) & (J.key == job["key"])),
+            _update(self._counter(job), [C.uploaded.add(1), C.updated_at.set(now)], C.state == COUNTING))
+
+    def _job_item_key(self, job: dict):
+        return self.m.Job(bucket_key(job["batch_id"], int(job.get("bucket") or 0)), job["job_id"])
 
     def _job_actions(self, job: dict, status: str, now: str) -> list:
         J = self.m.Job
-        return [J.status.set(status), J.updated_at.set(now), J.owner_status.set(f"{job['owner']}#{status}"),
+        return [J.status.set(status), J.updated_at.set(now),
+                J.owner_status.set(owner_status(job["owner"], status, job["job_id"])),
                 J.updated_sk.set(f"{now}#{job['job_id']}")]
 
+    def _upsert_actions(self, job: dict) -> list:
+        """Every created-time field, for a transition that may find the job not yet materialised."""
+        J = self.m.Job
+        return [getattr(J, f).set(job[f]) for f in ("batch_id", "bucket", "position", "owner", "file_name", "size",
+                                                     "content_type", "key", "created_at") if job.get(f) is not None]
+
     def finish_job(self, job: dict, attempt: int, now: str, outputs: list | None = None,
-                   error: tuple[str, str] | None = None, preview: dict | None = None) -> bool:
-        """processing -> completed|failed and the batch counter += 1, in one transaction.
-        The job condition (status and attempt) makes a redelivered event count once."""
-        J, B = self.m.Job, self.m.Batch
+                   error: tuple[str, str] | None = None, preview: dict | None = None):
+        """processing -> completed|failed and the bucket's count += 1, in one transaction. The job
+        condition (status and attempt) makes a redelivered event count once. Returns MAYBE_DONE when
+        this was the last file of its bucket (the batch may be complete: the caller looks), True
+        otherwise, False when nothing moved. The last file is told by the counter's condition
+        failing on `done < last` (last = total - 1, stored: conditions cannot do arithmetic), so no
+        file pays a read to find out."""
+        J, C = self.m.Job, self.m.Counter
         status = JOB_FAILED if error else JOB_COMPLETED
         actions = self._job_actions(job, status, now) + [J.completed_at.set(now)]
         if error:
@@ -391,66 +578,104 @@ class DynamoRepository:
         else:
             actions += [J.outputs.set(outputs), J.error_code.remove(), J.error_message.remove(),
                         J.preview.set(preview) if preview else J.preview.remove()]
-        counter = B.failed if error else B.succeeded
-        return self._transact(
-            _update(J(job["batch_id"], job["job_id"]), actions, (J.status == JOB_PROCESSING) & (J.attempt == attempt)),
-            _update(B(job["batch_id"]), [counter.add(1), B.updated_at.set(now)], B.status.is_in(QUEUED, PROCESSING)))
+        counted = [(C.failed if error else C.succeeded).add(1), C.done.add(1), C.updated_at.set(now)]
+        job_write = _update(self._job_item_key(job), actions, (J.status == JOB_PROCESSING) & (J.attempt == attempt))
+        reasons = self._transact_reasons(
+            job_write, _update(self._counter(job), counted, (C.state == COUNTING) & (C.done < C.last),
+                               return_values="ALL_OLD"))
+        if reasons is None:
+            return True
+        if reasons[0] is not None:      # the job moved on: a duplicate, or cancelled
+            return False
+        old = reasons[1].raw_item or {}
+        if old.get("state", {}).get("S", COUNTING) != COUNTING:
+            return False                 # final, cancelled or being deleted
+        # the last file of its bucket (done == total - 1): count it with that very condition
+        last = self._transact_reasons(job_write, _update(self._counter(job), counted,
+                                                          (C.state == COUNTING) & (C.done == C.last)))
+        return MAYBE_DONE if last is None else False
 
     def expire_job(self, job: dict, now: str, message: str) -> bool:
-        """awaiting_upload -> failed(upload_expired), counted once."""
-        J, B = self.m.Job, self.m.Batch
-        actions = self._job_actions(job, JOB_FAILED, now) + [
-            J.completed_at.set(now), J.error_code.set("upload_expired"), J.error_message.set(message)]
+        """awaiting_upload -> failed(upload_expired), counted once (also a job not yet materialised)."""
+        J, C = self.m.Job, self.m.Counter
+        actions = self._upsert_actions(job) + self._job_actions(job, JOB_FAILED, now) + [
+            J.attempt.set(0), J.completed_at.set(now), J.error_code.set("upload_expired"),
+            J.error_message.set(message)]
         return self._transact(
-            _update(J(job["batch_id"], job["job_id"]), actions, J.status == JOB_AWAITING),
-            _update(B(job["batch_id"]), [B.failed.add(1), B.updated_at.set(now)], B.status.is_in(QUEUED, PROCESSING)))
+            _update(self._job_item_key(job), actions, J.job_id.does_not_exist() | (J.status == JOB_AWAITING)),
+            _update(self._counter(job), [C.failed.add(1), C.done.add(1), C.updated_at.set(now)],
+                    C.state == COUNTING))
 
     def reopen_job(self, job: dict, now: str) -> bool:
-        """failed -> processing for a retry (new attempt); the batch's failed count goes back down.
+        """failed -> processing for a retry (new attempt); the bucket's failed count goes back down.
         A job that never had its upload counted (it expired before its file came) counts it now,
-        so `uploaded` never falls behind `succeeded`. Only while the batch is open: a retry first
+        so `uploaded` never falls behind `succeeded`. Only while the counters count: a retry first
         reopens a final batch, so a cancel or delete in between makes this fail, not strand the job."""
-        J, B = self.m.Job, self.m.Batch
+        J, C = self.m.Job, self.m.Counter
         attempt = int(job.get("attempt") or 0)
         actions = self._job_actions(job, JOB_PROCESSING, now) + [
             J.attempt.add(1), J.error_code.remove(), J.error_message.remove(), J.completed_at.remove(),
             J.started_at.set(now)]
-        counters = [B.failed.add(-1), B.updated_at.set(now)] + ([B.uploaded.add(1)] if attempt == 0 else [])
+        counters = [C.failed.add(-1), C.done.add(-1), C.updated_at.set(now)] + (
+            [C.uploaded.add(1)] if attempt == 0 else [])
         return self._transact(
-            _update(J(job["batch_id"], job["job_id"]), actions, (J.status == JOB_FAILED) & (J.attempt == attempt)),
-            _update(B(job["batch_id"]), counters, B.status.is_in(QUEUED, PROCESSING)))
+            _update(self._job_item_key(job), actions, (J.status == JOB_FAILED) & (J.attempt == attempt)),
+            _update(self._counter(job), counters, C.state == COUNTING))
 
     def cancel_job(self, job: dict, now: str) -> bool:
-        """awaiting_upload|processing -> cancelled with the batch's `cancelled` += 1, in one
-        transaction, so a crash part-way through a cancel never leaves the count short."""
-        J, B = self.m.Job, self.m.Batch
+        """awaiting_upload|processing -> cancelled with the bucket's `cancelled` += 1, in one
+        transaction, so a crash part-way through a cancel never leaves the count short. (The
+        counters are closed by then: nothing else counts.)"""
+        J, C = self.m.Job, self.m.Counter
         return self._transact(
-            _update(J(job["batch_id"], job["job_id"]),
-                    self._job_actions(job, JOB_CANCELLED, now) + [J.completed_at.set(now)],
-                    J.status.is_in(JOB_AWAITING, JOB_PROCESSING)),
-            _update(B(job["batch_id"]), [B.cancelled.add(1), B.updated_at.set(now)], B.status == CANCELLED))
+            _update(self._job_item_key(job),
+                    self._upsert_actions(job) + self._job_actions(job, JOB_CANCELLED, now) + [J.completed_at.set(now)],
+                    J.job_id.does_not_exist() | J.status.is_in(JOB_AWAITING, JOB_PROCESSING)),
+            _update(self._counter(job), [C.cancelled.add(1), C.done.add(1), C.updated_at.set(now)],
+                    C.state == CANCELLING_JOBS))
 
     def settle_cancel(self, batch_id: str) -> None:
-        """Every job of a cancelled batch is accounted for: it leaves the sweep's index."""
+        """Every job of a cancelled batch is accounted for: its counts become final on the batch
+        item, and it leaves the sweep's index."""
         B = self.m.Batch
+        batch = self.get_batch(batch_id)
+        if batch is None or batch["status"] != CANCELLED:
+            return
         try:
-            B(batch_id).update(actions=[B.open_shard.remove()], condition=B.status == CANCELLED)
+            B(batch_id).update(actions=[B.open_shard.remove(), B.counts_final.set(True)] + [
+                getattr(B, f).set(int(batch[f])) for f in COUNT_FIELDS], condition=B.status == CANCELLED)
         except UpdateError as exc:
             if not _conflict(exc):
                 raise
 
     def finalize(self, batch: dict, status: str, now: str) -> bool:
         """Write the final status and completed_at; the condition lets exactly one caller win.
-        A cancelled batch stays in the sweep's index until its jobs are all cancelled."""
+        The counts in `batch` (summed from its buckets by get_batch, all files accounted for)
+        become final on the item. A cancelled batch stays in the sweep's index until its jobs
+        are all cancelled, and its counts are settled then."""
         B = self.m.Batch
-        shard = B.open_shard.set(CANCELLING) if status == CANCELLED else B.open_shard.remove()
-        return self._move_batch(batch, batch["status"], status, now, [B.completed_at.set(now), shard])
+        if status == CANCELLED:
+            # What the counts become once every unfinished file is cancelled (settle_cancel writes
+            # the exact ones), so the item (and its stream event) already says so.
+            total, ok, failed = int(batch["total_files"]), int(batch.get("succeeded") or 0), int(batch.get("failed") or 0)
+            extra = [B.open_shard.set(CANCELLING), B.uploaded.set(int(batch.get("uploaded") or 0)),
+                     B.succeeded.set(ok), B.failed.set(failed), B.cancelled.set(max(0, total - ok - failed))]
+        else:
+            extra = [B.open_shard.remove(), B.counts_final.set(True)] + [
+                getattr(B, f).set(int(batch.get(f) or 0)) for f in COUNT_FIELDS]
+        moved = self._move_batch(batch, batch["status"], status, now, [B.completed_at.set(now)] + extra)
+        if moved:
+            self._set_counters(batch, CANCELLING_JOBS if status == CANCELLED else CLOSED)
+        return moved
 
     def reopen_batch(self, batch: dict, now: str) -> bool:
         """A final batch goes back to processing (retry); completed_at is set again when it ends."""
         B = self.m.Batch
+        if batch["status"] not in BATCH_STATUSES:
+            return False
+        self._set_counters(batch, COUNTING)   # first: see _set_counters
         return self._move_batch(batch, batch["status"], PROCESSING, now,
-                                [B.completed_at.remove(), B.open_shard.set(OPEN)])
+                                [B.completed_at.remove(), B.open_shard.set(OPEN), B.counts_final.set(False)])
 
     def expired_batches(self, before: str) -> Iterable[str]:
         """Open batches past their upload deadline (a sparse, keys-only index: cheap to walk)."""
@@ -459,9 +684,9 @@ class DynamoRepository:
             yield b.id
 
     def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]:
-        J = self.m.Job
-        for job in J.query(batch_id, filter_condition=J.status.is_in(*statuses), consistent_read=True):
-            yield _plain(job)
+        for job in self.all_jobs(batch_id):
+            if job["status"] in statuses:
+                yield job
 
     def start_batch(self, batch: dict, now: str) -> bool:
         """queued -> processing, once; the aggregates move in the same transaction."""
@@ -479,8 +704,12 @@ class DynamoRepository:
 
     # -- archives ----------------------------------------------------------------
     def all_jobs(self, batch_id: str) -> Iterable[dict]:
-        for job in self.m.Job.query(batch_id, consistent_read=True):
-            yield _plain(job)
+        """Every job in file order, a manifest chunk at a time (those not yet materialised as created)."""
+        start: dict | None = {"position": 0}
+        while start is not None:
+            page = self.list_jobs(batch_id, CHUNK_SIZE, start)
+            yield from page.items
+            start = page.last_key
 
     def claim_archive_build(self, batch_id: str, fingerprint: str, now: str, stale_before: str) -> bool:
         """One build per archive content; a build silent since `stale_before` may be taken over."""
@@ -554,42 +783,104 @@ class DynamoRepository:
     @staticmethod
     def jobs_after(job: dict) -> dict:
         """The `last_key` a page of list_jobs ending with `job` would hand back."""
-        return {"batch_id": {"S": job["batch_id"]}, "job_id": {"S": job["job_id"]},
-                "position": {"N": str(job["position"])}}
+        return {"position": int(job["position"]) + 1}
 
     def list_jobs(self, batch_id: str, limit: int, start_key: dict | None) -> Page:
-        """A batch's jobs in file order (the position index)."""
-        J = self.m.Job
-        result = J.query(batch_id, index_name="batch-position", limit=limit, page_size=limit,
-                         last_evaluated_key=start_key, consistent_read=True)
-        items = [_plain(j) for j in result]
+        """A batch's jobs in file order: the manifest chunks give the order and what a job was
+        created as; the jobs' own items (one BatchGetItem per 100) what has become of them."""
+        F = self.m.Manifest
+        first = int((start_key or {}).get("position", 0))
+        try:
+            head = F.get(chunk_key(batch_id, chunk_of(first)), consistent_read=True)
+        except DoesNotExist:
+            return Page([], None)
+        batch = self._batch_fields(batch_id)
+        if batch is None:
+            return Page([], None)
+        total = int(batch["total_files"])
+        rows, chunk, part = [], chunk_of(first), head
+        while part is not None and len(rows) < limit and chunk * CHUNK_SIZE < total:
+            base = chunk * CHUNK_SIZE
+            rows += [(base + n, row) for n, row in enumerate(part.files) if base + n >= first][:limit - len(rows)]
+            chunk += 1
+            part = None
+            if len(rows) < limit and chunk * CHUNK_SIZE < total:
+                try:
+                    part = F.get(chunk_key(batch_id, chunk), consistent_read=True)
+                except DoesNotExist:
+                    part = None
+        jobs = [self._manifest_job(batch, position, row) for position, row in rows]
+        found = self._get_jobs(batch_id, jobs)
+        items = [found.get(j["job_id"], j) for j in jobs]
         self.meter.items += len(items)
-        last = result.last_evaluated_key if len(items) == limit else None
-        return Page(items, last, len(items), len(items))
+        end = first + len(items)
+        return Page(items, {"position": end} if items and end < total else None, len(items), len(found))
+
+    def _batch_fields(self, batch_id: str) -> dict | None:
+        """The immutable fields a job listing needs (cached: they never change)."""
+        cached = self._immutable.get(batch_id)
+        if cached is None:
+            try:
+                item = self.m.Batch.get(batch_id, consistent_read=True, attributes_to_get=[
+                    "id", "owner", "created_at", "total_files", "buckets"])
+            except DoesNotExist:
+                return None
+            cached = {"id": item.id, "owner": item.owner, "created_at": item.created_at,
+                      "total_files": item.total_files, "buckets": item.buckets or 1}
+            if item.owner is None:   # being deleted: do not remember it
+                return cached
+            self._immutable[batch_id] = cached
+        return cached
+
+    def _get_jobs(self, batch_id: str, jobs: list[dict]) -> dict[str, dict]:
+        keys = [(bucket_key(batch_id, int(j["bucket"])), j["job_id"]) for j in jobs]
+        found = {}
+        for start in range(0, len(keys), 100):
+            for item in self.m.Job.batch_get(keys[start:start + 100], consistent_read=True):
+                found[item.job_id] = _plain(item)
+        return found
 
     def get_job(self, batch_id: str, job_id: str) -> dict | None:
+        batch = self._batch_fields(batch_id)
+        if batch is None:
+            return None
         try:
-            return _plain(self.m.Job.get(batch_id, job_id, consistent_read=True))
+            return _plain(self.m.Job.get(bucket_key(batch_id, bucket_of(job_id, int(batch["buckets"]))), job_id,
+                                         consistent_read=True))
         except DoesNotExist:
             return None
 
     def find_job(self, job_id: str) -> dict | None:
         J = self.m.Job
         for key in J.query(job_id, index_name="job-id", limit=1):
-            return self.get_job(key.batch_id, job_id)
+            try:
+                return _plain(J.get(key.bucket_key, job_id, consistent_read=True))
+            except DoesNotExist:
+                return None
         return None
 
     def jobs_by_status(self, owner: str, status: str, limit: int, start_key: dict | None) -> Page:
+        """An owner's jobs in one status, most recently changed first. The index key is spread
+        over OWNER_STATUS_SPREAD values (one key would take every transition of every job of the
+        owner: a write hot spot), so a page merges the newest of each; the cursor remembers where
+        each one stands."""
         J = self.m.Job
-        result = J.query(f"{owner}#{status}", index_name="owner-status-updated", scan_index_forward=False,
-                         limit=limit, page_size=limit, last_evaluated_key=start_key)
-        keys = [(k.batch_id, k.job_id) for k in result]
-        last = result.last_evaluated_key if len(keys) == limit else None
-        found = {(j.batch_id, j.job_id): _plain(j) for j in J.batch_get(keys, consistent_read=True)} if keys else {}
-        self.meter.index_items += len(keys)
+        after = dict(start_key or {})
+        heads = []
+        for spread in range(OWNER_STATUS_SPREAD):
+            cond = J.updated_sk < after[str(spread)] if str(spread) in after else None
+            got = J.query(f"{owner}#{status}#{spread:02d}", cond, index_name="owner-status-updated",
+                          scan_index_forward=False, limit=limit + 1, page_size=limit + 1)
+            heads += [(k.updated_sk, spread, k) for k in got]
+        heads.sort(key=lambda h: h[0], reverse=True)
+        page = heads[:limit]
+        for sk, spread, _ in page:
+            after[str(spread)] = sk
+        more = len(heads) > limit
+        keys = [(k.bucket_key, k.job_id) for _, _, k in page]
+        found = {(j.bucket_key, j.job_id): _plain(j) for j in J.batch_get(keys, consistent_read=True)} if keys else {}
+        self.meter.index_items += len(heads)
         self.meter.items += len(found)
         # The index is eventually consistent: drop items whose status has moved on.
         items = [found[k] for k in keys if k in found and found[k]["status"] == status]
-        return Page(items, last, len(keys), len(found))
-
-
+        return Page(items, after if more else None, len(heads), len(found))

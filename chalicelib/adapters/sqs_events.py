@@ -13,8 +13,12 @@ from urllib.parse import unquote_plus
 log = logging.getLogger("imgbatch.processing")
 
 
-def keys_in_message(body: str) -> list[str]:
-    """Object keys of an SQS message body holding an S3 notification; test events give none."""
+JOB_FIELD = "imgbatchJob"   # our forwarded records carry the job's state (S3's never do)
+
+
+def records_in_message(body: str) -> list[tuple[str, dict | None]]:
+    """(object key, job state or None) of each record of an SQS message body holding an S3
+    notification (or our own forward in its shape); test events give none."""
     try:
         message = json.loads(body)
     except ValueError:
@@ -24,23 +28,36 @@ def keys_in_message(body: str) -> list[str]:
         return []
     if message.get("Event") == "s3:TestEvent":
         return []
-    keys = []
+    found = []
     for record in message.get("Records") or []:
         try:
-            keys.append(unquote_plus(record["s3"]["object"]["key"]))
-        except (KeyError, TypeError):
+            job = record.get(JOB_FIELD)
+            found.append((unquote_plus(record["s3"]["object"]["key"]), job if isinstance(job, dict) else None))
+        except (KeyError, TypeError, AttributeError):
             log.warning("ignoring a record without an object key: %.200r", record)
-    return keys
+    return found
 
 
-def handle_sqs_records(handle_key, records) -> list[str]:
-    """Hand every object key of every message to `handle_key`; return the ids of messages
-    to be redelivered."""
-    failures = []
-    for _receipt, body, message_id in records:
+def keys_in_message(body: str) -> list[str]:
+    """Object keys of an SQS message body holding an S3 notification; test events give none."""
+    return [key for key, _ in records_in_message(body)]
+
+
+def handle_sqs_records(handle_key, records, prefetch=None) -> list[str]:
+    """Hand every object key of every message (and its job state, if the record carries it) to
+    `handle_key`; `prefetch` first sees every key of the invocation (to read their jobs together).
+    Returns the ids of messages to be redelivered."""
+    parsed = [(message_id, records_in_message(body)) for _receipt, body, message_id in records]
+    if prefetch is not None:
         try:
-            for key in keys_in_message(body):
-                handle_key(key)
+            prefetch([key for _, found in parsed for key, _ in found])
+        except Exception:   # only an optimisation: each record reads its own job then
+            log.exception("prefetch failed; reading jobs one by one")
+    failures = []
+    for message_id, found in parsed:
+        try:
+            for key, job in found:
+                handle_key(key, job)
         except Exception:  # one bad record must not replay its neighbours
             log.exception("processing message %s failed; SQS will redeliver it", message_id)
             failures.append(message_id)

@@ -42,7 +42,7 @@ _UNSPECIFIC = ("", "application/octet-stream", "binary/octet-stream")
 
 @dataclass(frozen=True)
 class Limits:
-    max_files: int = 10_000
+    max_files: int = 100_000
     max_file_size: int = 200 * 1024 * 1024
     max_batch_size: int = 20 * 1024 * 1024 * 1024
 
@@ -188,6 +188,7 @@ class NewJob:
     size: int
     content_type: str
     key: str
+    bucket: int = 0                  # domain/buckets.py: which counter and job partition it uses
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ class NewBatch:
     upload_expires_at: str
     jobs: tuple[NewJob, ...]
     integrations: dict = field(default_factory=dict)
+    buckets: int = 1
 
     @property
     def total_files(self) -> int:
@@ -228,13 +230,14 @@ class NewBatch:
             "upload_expires_at": self.upload_expires_at,
             "sample_file_names": [j.file_name for j in self.jobs[:SAMPLE_NAMES]],
             **with_defaults(self.integrations),
+            "buckets": self.buckets,
         }
 
     def job_records(self) -> list[dict]:
         return [{"batch_id": self.id, "job_id": j.job_id, "position": j.position, "owner": self.owner,
                  "file_name": j.file_name, "size": j.size, "content_type": j.content_type, "key": j.key,
                  "status": JOB_AWAITING, "created_at": self.created_at, "updated_at": self.created_at,
-                 "attempt": 0} for j in self.jobs]
+                 "attempt": 0, "bucket": j.bucket} for j in self.jobs]
 
 
 SORT_FIELDS = ("created_at", "total_files", "status")

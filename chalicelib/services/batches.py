@@ -9,6 +9,7 @@ from ..domain.batches import (
     BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, SORT_FIELDS, BatchQuery, CreateBatch, NewBatch, NewJob, parse_create,
 )
 from ..domain.integrations import parse_patch
+from ..domain.buckets import bucket_count, bucket_of, chunk_count, chunk_of
 from ..domain.keys import upload_key
 from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
@@ -22,11 +23,13 @@ JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX = 1000, 1000
 
 
 class BatchService:
-    def __init__(self, repository, storage, settings, queue=None, clock=utcnow, new_id=lambda: str(uuid.uuid4())):
+    def __init__(self, repository, storage, settings, queue=None, clock=utcnow, new_id=lambda: str(uuid.uuid4()),
+                 maintenance=None):
         self.repo = repository
         self.storage = storage
         self.settings = settings
         self.queue = queue
+        self.maintenance = maintenance
         self.clock = clock
         self.new_id = new_id
         self.cursors = Cursors(settings.cursor_signing_key)
@@ -44,19 +47,24 @@ class BatchService:
         batch_date = now.strftime("%Y-%m-%d")
         counter = self.repo.next_counter(owner, prefix, batch_date)
         batch_id = self.new_id()
+        buckets = bucket_count(len(request.files))
         jobs = []
         for position, spec in enumerate(request.files):
             job_id = self.new_id()
             jobs.append(NewJob(job_id, position, spec.name, spec.size, spec.content_type,
-                               upload_key(batch_id, job_id, spec.name)))
+                               upload_key(batch_id, job_id, spec.name), bucket_of(job_id, buckets)))
         new = NewBatch(
             id=batch_id, owner=owner, customer_prefix=prefix, batch_date=batch_date, batch_counter=counter,
             base_directory_name=naming.directory_name(prefix, batch_date, counter),
             description=request.description or naming.auto_description(names), pipelines=tuple(pipelines),
             created=now, created_at=iso(now),
             upload_expires_at=iso(now + timedelta(seconds=self.settings.upload_ttl_seconds)), jobs=tuple(jobs),
-            integrations=request.integrations)
-        batch = self.repo.create_batch(new)
+            integrations=request.integrations, buckets=buckets)
+        batch = self.repo.create_batch(new)   # the first chunk's jobs are materialised with it
+        chunks = chunk_count(new.total_files)
+        if chunks > 1 and self.maintenance is not None:   # the others in the background (or on demand)
+            self.maintenance.send_many([{"kind": "materialize", "batch_id": batch_id, "chunk": c}
+                                        for c in range(1, chunks)])
         records = new.job_records()
         uploads = self._presign(records[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
         more = len(records) > UPLOADS_PER_RESPONSE
@@ -85,6 +93,9 @@ class BatchService:
         limit = limit_param(params, default=UPLOADS_PER_RESPONSE, maximum=UPLOADS_PER_RESPONSE)
         start = self.cursors.decode(params.get("cursor"), f"uploads|{batch_id}")
         page = self.repo.list_jobs(batch_id, limit, start)
+        # An upload is handed out only once its job has a record (an arrival claims it).
+        for chunk in sorted({chunk_of(int(j["position"])) for j in page.items}):
+            self.repo.materialize_jobs(batch, chunk)
         waiting = [j for j in page.items if j["status"] == JOB_AWAITING]
         return {"uploads": self._presign(waiting, batch["upload_expires_at"]),
                 "next_cursor": self.cursors.encode(f"uploads|{batch_id}", page.last_key)}
@@ -100,6 +111,13 @@ class BatchService:
         if updated is None:   # deleted meanwhile
             raise NotFound(f"batch {batch_id} not found")
         return {"batch": batch_view(updated)}
+
+    def materialize(self, batch_id: str, chunk: int) -> int:
+        """The background step after a big create (maintenance queue); idempotent."""
+        batch = self.repo.get_batch(batch_id)
+        if batch is None or batch["status"] not in BATCH_STATUSES:   # gone, or being deleted
+            return 0
+        return self.repo.materialize_jobs(batch, chunk)
 
     # -- read ----------------------------------------------------------------
     def get(self, owner: str, batch_id: str, params: dict) -> dict:

@@ -17,11 +17,15 @@ from .ownership import owned_batch
 CONTENDED_ATTEMPTS = 20
 
 
+INLINE_FILES = 1000   # a bigger batch is removed in the background: the DELETE answers at once
+
+
 class Deleter:
-    def __init__(self, repository, storage, clock=utcnow):
+    def __init__(self, repository, storage, clock=utcnow, maintenance=None):
         self.repo = repository
         self.storage = storage
         self.clock = clock
+        self.maintenance = maintenance
 
     def delete(self, owner: str, batch_id: str) -> None:
         for _ in range(CONTENDED_ATTEMPTS):
@@ -30,7 +34,10 @@ class Deleter:
                 break
         else:
             raise Conflict(f"batch {batch_id} kept changing while it was being deleted; try again")
-        self.purge(batch_id)
+        if int(batch["total_files"]) <= INLINE_FILES or self.maintenance is None:
+            self.purge(batch_id)
+        else:   # gone from every list and figure already; the records and objects follow
+            self.maintenance.send({"kind": "purge", "batch_id": batch_id})
 
     def purge(self, batch_id: str) -> None:
         for prefix in batch_prefixes(batch_id):

@@ -10,23 +10,30 @@ from __future__ import annotations
 import logging
 import tempfile
 import zlib
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ..domain import imaging
 from ..domain.pipelines import DEFAULTS, SETTINGS
 from ..domain.batches import (
-    CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_FAILED, JOB_PROCESSING, QUEUED,
-    final_status,
+    CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_FAILED, JOB_PROCESSING, PROCESSING,
+    QUEUED, final_status,
 )
-from ..errors import Conflict
 from ..domain.keys import output_key, parse_upload_key, preview_key
+from ..errors import Conflict
+from ..ports import MAYBE_DONE
 from .clock import iso, utcnow
 from .ownership import owned_batch
 
 log = logging.getLogger("imgbatch.processing")
 SPOOL_IN_MEMORY = 16 * 1024 * 1024  # larger uploads spill to /tmp while decoding
 CONTENDED_ATTEMPTS = 20  # a cancel or retry re-reads and tries again when the batch moved under it
+BATCH_CACHE = 256        # batches a function instance remembers the immutable fields of
+INLINE_JOBS = 1000       # a cancel of a bigger batch cancels its jobs in the background
+# What a processing message carries of its job, so the processing function need not read it.
+JOB_CONTEXT = ("batch_id", "job_id", "bucket", "position", "owner", "file_name", "size", "content_type", "key",
+               "status", "attempt", "created_at")
 
 
 def render_specs(pipelines: list[dict]) -> list[imaging.RenderSpec]:
@@ -40,19 +47,48 @@ _SPEC_DEFAULTS = {name: DEFAULTS[name] for name in SETTINGS if name not in ("for
 
 
 class Processor:
-    def __init__(self, repository, storage, settings, queue=None, clock=utcnow):
+    def __init__(self, repository, storage, settings, queue=None, clock=utcnow, maintenance=None):
         self.repo = repository
         self.storage = storage
         self.settings = settings
         self.queue = queue
+        self.maintenance = maintenance
         self.clock = clock
         self.limits = imaging.Limits(max_pixels=settings.max_pixels)
+        # What a function instance knows of the batches it works on: the fields that never change
+        # (owner, pipelines, buckets...) are read once, not once per file; no transition trusts it
+        # for a status (their conditions decide).
+        self._batches: OrderedDict[str, dict] = OrderedDict()
+        self._jobs: dict[str, dict] = {}   # this invocation's jobs, read together (prefetch)
 
     def now(self) -> str:
         return iso(self.clock())
 
+    def _batch(self, batch_id: str) -> dict | None:
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            batch = self.repo.get_batch(batch_id)
+            if batch is None or batch["status"] == DELETING:
+                return None
+            self._batches[batch_id] = batch
+            while len(self._batches) > BATCH_CACHE:
+                self._batches.popitem(last=False)
+        return batch
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Read the jobs of one invocation's objects together (one BatchGetItem per 100)."""
+        self._jobs = {}
+        by_batch: dict[str, list[str]] = {}
+        for key in keys:
+            ids = parse_upload_key(key)
+            if ids:
+                by_batch.setdefault(ids[0], []).append(ids[1])
+        for batch_id, job_ids in by_batch.items():
+            if self._batch(batch_id) is not None:
+                self._jobs.update(self.repo.get_jobs(batch_id, job_ids))
+
     # -- an object arrived: count it at once, process it later ------------------
-    def register_key(self, key: str) -> str:
+    def register_key(self, key: str, job: dict | None = None) -> str:
         """S3 accepted an upload: move its job to processing and count it as uploaded now, then
         hand it to the processing queue. This runs apart from the (possibly long) processing
         backlog, so `uploaded` tells what S3 has within seconds. Objects nobody may keep
@@ -63,64 +99,75 @@ class Processor:
         batch, job = found
         if job["status"] == JOB_AWAITING:
             if not self.repo.claim_upload(job, self.now()):
-                return "duplicate"
+                return self._claim_lost(batch, key)
+            job = {**job, "status": JOB_PROCESSING, "attempt": 1}   # what the claim wrote
             if batch["status"] == QUEUED:
                 self.repo.start_batch(batch, self.now())
+                batch["status"] = PROCESSING   # this instance need not try again
         elif job["status"] != JOB_PROCESSING:
             self.finalize_if_done(batch["id"])  # a duplicate; heal a final status a crash left unwritten
             return "duplicate"
         # Also for a job already processing: the forward may be what a crash lost.
-        self._forward([key])
+        self._forward([job])
         return "registered"
 
-    def _forward(self, keys: list[str]) -> None:
+    def _forward(self, jobs: list[dict]) -> None:
+        """To the processing queue, each with its job's state, so processing need not read it."""
         if self.queue is None:
             raise RuntimeError("the processing queue is not configured (UPLOAD_QUEUE_URL)")
-        self.queue.enqueue_keys(keys)
+        self.queue.enqueue_keys([j["key"] for j in jobs], [{f: j.get(f) for f in JOB_CONTEXT} for j in jobs])
 
-    def _locate(self, key: str):
+    def _locate(self, key: str, job: dict | None = None):
         """(batch, job) for an object that should be processed, or what happened to it instead."""
         ids = parse_upload_key(key)
         if ids is None:
             log.warning("ignoring object outside the upload layout: %r", key)
             return "ignored"
         batch_id, job_id = ids
-        job = self.repo.get_job(batch_id, job_id)
-        batch = self.repo.get_batch(batch_id) if job else None
-        if job is None or batch is None or job["key"] != key or batch["status"] == DELETING:
+        batch = self._batch(batch_id)
+        if job is None or job.get("job_id") != job_id:
+            job = self._jobs.pop(job_id, None) or (self.repo.get_job(batch_id, job_id) if batch else None)
+        if job is None or batch is None or job["key"] != key:
             # No batch asked for this object (deleted, being deleted, or never issued): drop it.
             log.warning("removing %r: no batch expects it", key)
             self.storage.delete(key)
             return "ignored"
-        if batch["status"] == CANCELLED:
-            if job["status"] in (JOB_AWAITING, JOB_CANCELLED):
-                self.storage.delete(key)  # arrived after cancel: not processed, not kept
+        if job["status"] == JOB_CANCELLED:
+            self.storage.delete(key)  # arrived after cancel: not processed, not kept
             return "cancelled"
         return batch, job
 
+    def _claim_lost(self, batch: dict, key: str) -> str:
+        """The claim did not count: a duplicate, or the batch is cancelled or going (the
+        counters are closed); then the object is not kept."""
+        fresh = self.repo.get_batch(batch["id"])
+        if fresh is None or fresh["status"] in (CANCELLED, DELETING):
+            self.storage.delete(key)
+            return "cancelled" if fresh is not None and fresh["status"] == CANCELLED else "ignored"
+        return "duplicate"
+
     # -- one uploaded object ---------------------------------------------------
-    def process_key(self, key: str) -> str:
-        """Handle one object event; returns what happened (for logs and tests)."""
-        found = self._locate(key)
+    def process_key(self, key: str, job: dict | None = None) -> str:
+        """Handle one object event (with the job's state when the arrival stage forwarded it);
+        returns what happened (for logs and tests)."""
+        found = self._locate(key, job)
         if isinstance(found, str):
             return found
         batch, job = found
         batch_id = batch["id"]
         if job["status"] == JOB_AWAITING:
             if not self.repo.claim_upload(job, self.now()):
-                return "duplicate"
-            # what the claim wrote, without reading it back
-            job = {**job, "status": JOB_PROCESSING, "attempt": int(job.get("attempt") or 0) + 1}
+                return self._claim_lost(batch, key)
+            job = {**job, "status": JOB_PROCESSING, "attempt": 1}   # what the claim wrote
             if batch["status"] == QUEUED:
                 self.repo.start_batch(batch, self.now())
+                batch["status"] = PROCESSING
         elif job["status"] != JOB_PROCESSING:
             # Already final: a duplicate. Still make sure the batch got its final status,
             # in case the worker that counted this job died before writing it.
             self.finalize_if_done(batch_id)
             return "duplicate"
-        outcome = self._run(batch, job)
-        self.finalize_if_done(batch_id)
-        return outcome
+        return self._run(batch, job)
 
     def _run(self, batch: dict, job: dict) -> str:
         attempt = int(job["attempt"])
@@ -129,12 +176,15 @@ class Processor:
             error = None
         except imaging.ImageError as exc:
             outputs, preview, error = None, None, (exc.code, exc.message)
-        if self.repo.finish_job(job, attempt, self.now(), outputs=outputs, error=error, preview=preview):
+        counted = self.repo.finish_job(job, attempt, self.now(), outputs=outputs, error=error, preview=preview)
+        if counted:
+            if counted == MAYBE_DONE:   # the last of its bucket: the batch may be complete
+                self.finalize_if_done(job["batch_id"])
             return "failed" if error else "completed"
         # Lost the race: a duplicate already counted this job, or the batch was cancelled or is
         # being deleted. Read *after* writing the outputs, so a delete that already swept the
         # prefix is seen here and nothing is left behind.
-        if outputs and self._discarded(job):
+        if outputs is not None and self._discarded(job):
             for key in [out["key"] for out in outputs] + [preview["key"]]:
                 self.storage.delete(key)
         return "duplicate"
@@ -144,7 +194,10 @@ class Processor:
         if current is None or current["status"] == JOB_CANCELLED:
             return True
         batch = self.repo.get_batch(job["batch_id"])
-        return batch is None or batch["status"] == DELETING
+        if batch is None or batch["status"] == DELETING:
+            self._batches.pop(job["batch_id"], None)
+            return True
+        return False
 
     def _render_and_store(self, batch: dict, job: dict) -> tuple[list[dict], dict]:
         stored = self.storage.fetch(job["key"])
@@ -204,7 +257,10 @@ class Processor:
                 break
         else:
             raise Conflict(f"batch {batch_id} kept changing while it was being cancelled; try again")
-        self.cancel_pending_jobs(batch_id)
+        if int(batch["total_files"]) <= INLINE_JOBS or self.maintenance is None:
+            self.cancel_pending_jobs(batch_id)
+        else:   # a big batch: its jobs are cancelled in the background (the batch is final already)
+            self.maintenance.send({"kind": "cancel_jobs", "batch_id": batch_id})
         return self._current(owner, batch_id)
 
     def cancel_pending_jobs(self, batch_id: str) -> int:
@@ -243,9 +299,10 @@ class Processor:
             batch = owned_batch(self.repo, owner, batch_id)
         else:
             raise Conflict(f"batch {batch_id} kept changing while it was being retried; try again")
-        reopened = [j for j in retriable if self.repo.reopen_job(j, now)]
+        reopened = [{**j, "status": JOB_PROCESSING, "attempt": int(j.get("attempt") or 0) + 1}
+                    for j in retriable if self.repo.reopen_job(j, now)]
         if reopened:
-            self._forward([j["key"] for j in reopened])
+            self._forward(reopened)
         else:
             self.finalize_if_done(batch_id)  # reopened for nothing (another retry took them): close it again
         return self._current(owner, batch_id)
@@ -270,13 +327,13 @@ class Processor:
             for job in self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)):
                 if job["status"] == JOB_AWAITING:
                     if self.storage.head(job["key"]) is not None:
-                        self.register_key(job["key"])
+                        self.register_key(job["key"], job)
                     else:
                         expired += self.repo.expire_job(job, self.now(), message)
                 elif job["updated_at"] < stale:
-                    expired += self.repo.finish_job(job, int(job["attempt"]), self.now(), error=(
+                    expired += bool(self.repo.finish_job(job, int(job["attempt"]), self.now(), error=(
                         "processing_failed", "processing did not finish after every retry; retry the batch "
-                                             "to try again"))
+                                             "to try again")))
             self.finalize_if_done(batch_id)
         for batch_id in self.repo.interrupted_cancels():
             self.cancel_pending_jobs(batch_id)

@@ -80,6 +80,16 @@ class Workload:
         # The browser's presigned POST; moto does not enforce the policy, the size check is the app's.
         self.s3.put_object(Bucket=self.settings.bucket, Key=upload["fields"]["key"], Body=data)
 
+    def drain_maintenance(self) -> int:
+        """What the maintenance queue's event source mapping does: one message per invocation."""
+        url, done = self.settings.queue_url("maintenance"), 0
+        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for m in messages:
+                self.sqs_invoke("run_maintenance", "imgbatch-maintenance", [m["Body"]])
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                done += 1
+        return done
+
     def sweep(self):
         event = self.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                      resources=[], region=self.settings.region)
@@ -296,6 +306,23 @@ class Workload:
         _, got = self.http("GET", f"/batches/{batch4['id']}", expect=200)
         assert got["batch"]["progress"]["cancelled"] == 1, got["batch"]
         self.http("GET", f"/batches/{batch5['id']}", expect=404)
+
+        # a batch over one manifest chunk: its other jobs materialised in the background, its cancel
+        # and its delete finished there too
+        files = [{"name": f"PL_BIG{i}_x.png", "size": 10, "content_type": "image/png"} for i in range(1000)]
+        big, big_uploads = self.new_batch([web["id"]], [{"name": "PL_BIG_first.png", "size": len(_image("PNG")),
+                                                         "content_type": "image/png"}] + files)
+        assert self.drain_maintenance() == 1                                   # materialise the second chunk
+        self.upload(big_uploads[0], _image("PNG"))
+        self.process(big_uploads[0]["fields"]["key"])                          # an upload and its outputs
+        self.http("GET", f"/batches/{big['id']}/download?partial=true&redirect=false", expect=200)   # an archive
+        self.http("POST", f"/batches/{big['id']}/cancel", expect=200)
+        assert self.drain_maintenance() == 1                                   # cancel its jobs
+        _, got = self.http("GET", f"/batches/{big['id']}", expect=200)
+        assert got["batch"]["progress"]["cancelled"] == 1000, got["batch"]["progress"]
+        self.http("DELETE", f"/batches/{big['id']}", expect=204)
+        assert self.drain_maintenance() == 1                                   # purge it
+        self.http("GET", f"/batches/{big['id']}", expect=404)
 
         # the events of everything so far; finished batches with outputs get their ZIP prebuilt
         records = self.publish_events()

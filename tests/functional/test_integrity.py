@@ -248,11 +248,13 @@ def test_a_cancel_between_reopening_the_batch_and_its_jobs_strands_nothing(flow,
 
 def _fail_one(aws, batch_id: str, job_id: str) -> None:
     """Turn one completed job into a failed one, counters and status included (test setup)."""
-    B, J = aws.models.Batch, aws.models.Job
-    J(batch_id, job_id).update(actions=[J.status.set("failed"), J.error_code.set("corrupt_image"),
-                                        J.error_message.set("injected"), J.outputs.remove()])
+    B, J, C = aws.models.Batch, aws.models.Job, aws.models.Counter
+    job = aws.repository.get_job(batch_id, job_id)
+    J(job["bucket_key"], job_id).update(actions=[J.status.set("failed"), J.error_code.set("corrupt_image"),
+                                                 J.error_message.set("injected"), J.outputs.remove()])
+    C(f"{batch_id}#{job['bucket']}").update(actions=[C.succeeded.add(-1), C.failed.add(1)])
+    B(batch_id).update(actions=[B.succeeded.add(-1), B.failed.add(1)])   # the final counts, too
     batch = aws.repository.get_batch(batch_id)
-    B(batch_id).update(actions=[B.succeeded.add(-1), B.failed.add(1)])
     aws.repository._move_batch(batch, batch["status"], "completed_with_errors", batch["updated_at"], [])
 
 

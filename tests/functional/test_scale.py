@@ -1,0 +1,129 @@
+"""Issue 15 under mock_aws: a batch spread over several buckets and manifest chunks behaves exactly as
+a small one. Chunks are made small here (CHUNK_SIZE patched) so a few hundred files cover what a
+100,000-file batch does: jobs materialised in the background and on demand, every view listing
+files in order before that, exactly one final status from the last bucket, big cancels and deletes
+finished by the maintenance queue."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.adapters import repository as repository_module
+from chalicelib.domain import buckets
+from tests.functional.test_processing import Flow
+
+FILES = 250   # 3 buckets of about 100 files; 5 chunks of 50 positions
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    for module in (buckets, repository_module):
+        monkeypatch.setattr(module, "CHUNK_SIZE", 50)
+    from chalicelib.services import batches as batches_module
+    monkeypatch.setattr(batches_module, "UPLOADS_PER_RESPONSE", 50)
+    monkeypatch.setattr(batches_module, "chunk_count", lambda n: -(-n // 50))
+    monkeypatch.setattr(batches_module, "chunk_of", lambda p: p // 50)
+    monkeypatch.setattr(repository_module, "chunk_count", lambda n: -(-n // 50))
+    monkeypatch.setattr(repository_module, "chunk_of", lambda p: p // 50)
+
+
+@pytest.fixture
+def flow(api, aws):
+    web = api.post("/pipelines", {"name": "web", "format": "png", "width": 16}).data["pipeline"]
+    return Flow(api, aws, [web])
+
+
+def maintenance_messages(aws) -> list[dict]:
+    sqs, url = aws.sqs, aws.settings.queue_url("maintenance")
+    out = []
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for m in got:
+            out.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return out
+
+
+def all_uploads(flow, created) -> list[dict]:
+    uploads, cursor = list(created["uploads"]), created["uploads_next_cursor"]
+    while cursor:
+        page = flow.api.get(f"/batches/{created['batch']['id']}/uploads?cursor={cursor}").data
+        uploads += page["uploads"]
+        cursor = page["next_cursor"]
+    return uploads
+
+
+def all_jobs(flow, bid) -> list[dict]:
+    jobs, cursor = [], None
+    while True:
+        b = flow.api.get(f"/batches/{bid}" + (f"?jobs_cursor={cursor}" if cursor else "")).data["batch"]
+        jobs += b["jobs"]
+        cursor = b["jobs_next_cursor"]
+        if not cursor:
+            return jobs
+
+
+def test_a_batch_over_many_buckets_and_chunks_completes_exactly_once(flow, api, aws, small_chunks, monkeypatch):
+    body = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
+    names = {f"PL_BIG{i:04d}_x.png": body for i in range(FILES)}
+    created = flow.create(names)
+    bid = created["batch"]["id"]
+    assert len(created["uploads"]) == 50 and created["uploads_next_cursor"]
+    # the other chunks' jobs are materialised in the background...
+    assert sorted(m["chunk"] for m in maintenance_messages(aws) if m["kind"] == "materialize") == [1, 2, 3, 4]
+    # ...but every view lists every file, in order, already
+    listed = all_jobs(flow, bid)
+    assert [j["file_name"] for j in listed] == list(names) and {j["status"] for j in listed} == {"awaiting_upload"}
+    # uploads are handed out page by page, each page's jobs materialised on demand
+    uploads = all_uploads(flow, created)
+    assert [u["file_name"] for u in uploads] == list(names)
+    batch = aws.repository.get_batch(bid)
+    assert int(batch["buckets"]) == 3
+    finals = []
+    real_finalize = aws.repository.finalize
+    monkeypatch.setattr(aws.repository, "finalize",
+                        lambda b, s, now: finals.append(s) or real_finalize(b, s, now))
+    from tests.functional.test_integrity import arrive
+    for u in uploads:
+        flow.put(u, body)
+    for start in range(0, FILES, 25):
+        arrive(flow, *[u["fields"]["key"] for u in uploads[start:start + 25]])
+    b = flow.batch(bid)
+    assert b["progress"]["uploaded"] == FILES and b["status"] == "processing"
+    flow.drain_queue()   # processing, with each job's state carried by its message
+    b = flow.batch(bid)
+    assert b["status"] == "failed"   # not real images: every file fails on its own...
+    assert b["progress"] == {"uploaded": FILES, "succeeded": 0, "failed": FILES, "cancelled": 0, "percent": 100}
+    assert finals == ["failed"]      # ...and the final status was written exactly once
+    stats = api.get("/batches/stats").data
+    assert stats["failed"] == 1 and stats["processing"] == 0
+
+
+def test_big_deletes_and_cancels_finish_in_the_background(flow, api, aws, small_chunks, monkeypatch):
+    from chalicelib.services import deletion, processor
+    monkeypatch.setattr(deletion, "INLINE_FILES", 100)
+    monkeypatch.setattr(processor, "INLINE_JOBS", 100)
+    body = b"x" * 10
+    gone = flow.create({f"PL_GONE{i:04d}_x.png": body for i in range(FILES)})
+    kept = flow.create({f"PL_KEEP{i:04d}_x.png": body for i in range(FILES)})
+    maintenance_messages(aws)
+    # cancel: the batch is cancelled at once, its jobs in the background
+    r = api.post(f"/batches/{kept['batch']['id']}/cancel")
+    assert r.status_code == 200 and r.data["batch"]["status"] == "cancelled"
+    # delete: gone from every list and figure at once, records and objects in the background
+    flow.put(gone["uploads"][0], body)
+    assert api.delete(f"/batches/{gone['batch']['id']}").status_code == 204
+    assert api.get(f"/batches/{gone['batch']['id']}").status_code == 404
+    assert [b["id"] for b in api.get("/batches").data["batches"]] == [kept["batch"]["id"]]
+    messages = maintenance_messages(aws)
+    assert {m["kind"] for m in messages} == {"cancel_jobs", "purge"}
+    for m in messages:
+        aws.maintenance.run(m)
+    after = flow.batch(kept["batch"]["id"])
+    assert after["progress"]["cancelled"] == FILES
+    assert {j["status"] for j in all_jobs(flow, kept["batch"]["id"])} == {"cancelled"}
+    assert aws.repository.get_batch(gone["batch"]["id"]) is None
+    assert aws.s3.list_objects_v2(Bucket=aws.settings.bucket, Prefix=f"uploads/{gone['batch']['id']}/").get(
+        "KeyCount") == 0
+    assert not [c for c in aws.models.Counter.scan() if c.bucket_key.startswith(gone["batch"]["id"])]
+    assert not [m for m in aws.models.Manifest.scan() if m.chunk_key.startswith(gone["batch"]["id"])]
