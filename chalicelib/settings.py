@@ -16,6 +16,7 @@ def _default_tables() -> dict[str, str]:
 # gives every stack its own generated key (deploy/template.py, CursorSigningKey).
 DEV_CURSOR_SIGNING_KEY = "imgbatch-local-cursor-signing-key-not-a-secret"
 MIN_CURSOR_KEY_LENGTH = 32
+LOG_FORMATS = ("json", "text")
 
 
 def parse_tokens(raw: str) -> dict[str, str]:
@@ -52,6 +53,12 @@ class Settings:
     # Pixel limit for decoding (see domain/imaging.py); per-file memory scales with it.
     max_pixels: int = 50_000_000
     cursor_signing_key: str = field(default=DEV_CURSOR_SIGNING_KEY, repr=False)
+    # Observability (chalicelib/observability.py): JSON lines in Lambda, `text` for people locally;
+    # EMF metrics on stdout; X-Ray subsegments only where Lambda runs with active tracing.
+    log_format: str = "json"
+    log_level: str = "INFO"
+    metrics: bool = True
+    tracing: bool = False
 
     def table(self, key: str) -> str:
         return self.tables[key]
@@ -73,10 +80,21 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
+        def flag(name: str, fallback: bool) -> bool:
+            raw = (env.get(name) or "").strip().lower()
+            if raw == "":
+                return fallback
+            if raw not in ("1", "0", "true", "false", "on", "off"):
+                raise ValueError(f"{name} must be on or off, got {env.get(name)!r}")
+            return raw in ("1", "true", "on")
+
         cursor_key = env.get("CURSOR_SIGNING_KEY") or default.cursor_signing_key
         if len(cursor_key) < MIN_CURSOR_KEY_LENGTH:
             raise ValueError(f"CURSOR_SIGNING_KEY must be at least {MIN_CURSOR_KEY_LENGTH} characters, "
                              f"got {len(cursor_key)}")
+        log_format = (env.get("LOG_FORMAT") or default.log_format).lower()
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
         return cls(
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or default.region,
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
@@ -97,4 +115,9 @@ class Settings:
             local_api_tokens=parse_tokens(env.get("LOCAL_API_TOKENS", "")),
             max_pixels=num("MAX_PIXELS", default.max_pixels),
             cursor_signing_key=cursor_key,
+            log_format=log_format,
+            log_level=(env.get("LOG_LEVEL") or default.log_level).upper(),
+            metrics=flag("METRICS", default.metrics),
+            # Lambda names itself in AWS_LAMBDA_FUNCTION_NAME; elsewhere nobody listens for traces
+            tracing=flag("TRACING", bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))),
         )

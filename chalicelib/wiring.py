@@ -38,6 +38,15 @@ class Container:
         return replace(self.settings, queue_urls={**self.settings.queue_urls, **created.queue_urls})
 
     @cached_property
+    def observability(self):
+        """Powertools underneath (logs, EMF metrics, X-Ray when tracing is on): the one instance the
+        handlers' middleware and every service share."""
+        from .observability import PowertoolsObservability
+        s = self.settings
+        return PowertoolsObservability(log_format=s.log_format, log_level=s.log_level, metrics=s.metrics,
+                                       tracing=s.tracing)
+
+    @cached_property
     def session(self) -> boto3.session.Session:
         return boto3.session.Session(region_name=self.settings.region)
 
@@ -67,7 +76,7 @@ class Container:
     @cached_property
     def repository(self) -> DynamoRepository:
         conn = Connection(region=self.settings.region, host=self.settings.endpoint_url, max_retry_attempts=8)
-        return DynamoRepository(self.models, conn)
+        return DynamoRepository(self.models, conn, obs=self.observability)
 
     @cached_property
     def storage(self) -> Storage:
@@ -81,7 +90,7 @@ class Container:
     @cached_property
     def batches(self):
         from .services.batches import BatchService
-        return BatchService(self.repository, self.storage, self.settings, queue=self.queue)
+        return BatchService(self.repository, self.storage, self.settings, queue=self.queue, obs=self.observability)
 
     @cached_property
     def queue(self):
@@ -91,7 +100,7 @@ class Container:
     @cached_property
     def processor(self):
         from .services.processor import Processor
-        return Processor(self.repository, self.storage, self.settings, queue=self.queue)
+        return Processor(self.repository, self.storage, self.settings, queue=self.queue, obs=self.observability)
 
     @cached_property
     def archive_queue(self):
@@ -101,7 +110,7 @@ class Container:
     @cached_property
     def archives(self):
         from .services.archives import ArchiveService
-        return ArchiveService(self.repository, self.storage, self.settings, self.archive_queue)
+        return ArchiveService(self.repository, self.storage, self.settings, self.archive_queue, obs=self.observability)
 
     @cached_property
     def results(self):
@@ -116,7 +125,7 @@ class Container:
     @cached_property
     def deleter(self):
         from .services.deletion import Deleter
-        return Deleter(self.repository, self.storage)
+        return Deleter(self.repository, self.storage, obs=self.observability)
 
     @cached_property
     def sweep(self):
@@ -140,6 +149,11 @@ class InMemoryContainer(Container):
 
     def provision(self) -> Settings:
         return self.settings
+
+    @cached_property
+    def observability(self):
+        from .observability import NOOP
+        return NOOP
 
     def client(self, service: str, **config):
         raise RuntimeError(f"the in-memory container has no {service} client")

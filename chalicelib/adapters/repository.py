@@ -24,15 +24,17 @@ from ..domain import naming
 from ..domain.batches import BatchQuery, NewBatch
 from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
+from ..observability import NOOP, WRITES_RETRIED
 from ..ports import ConditionFailed, Page
 from .models import Models, batch_index_name
 
 STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
 JOB_WRITE_CHUNK = 250
 TRANSACTION_ATTEMPTS = 10
-RETRYABLE_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ThrottlingException",
-                             "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
-                             "RequestLimitExceeded", "TransactionInProgressException"})
+CONFLICT_CODES = frozenset({"TransactionConflict", "TransactionInProgressException"})
+THROTTLE_CODES = frozenset({"ThrottlingError", "ThrottlingException", "ProvisionedThroughputExceeded",
+                            "ProvisionedThroughputExceededException", "RequestLimitExceeded"})
+RETRYABLE_CODES = CONFLICT_CODES | THROTTLE_CODES
 SORT_KEYS = {"created_at": "created_sk", "total_files": "files_sk", "status": "status_sk"}
 SEARCH_SCAN_BUDGET = 1000  # index items examined per search request before handing back a cursor
 # A batch being deleted keeps its item (so every transition can see it is going) but none of these:
@@ -57,9 +59,12 @@ def _conflict(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
-def _contended(exc: TransactWriteError) -> bool:
-    reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
-    return exc.cause_response_code in RETRYABLE_CODES or any(code in RETRYABLE_CODES for code in reasons)
+def _contended(exc: TransactWriteError) -> str | None:
+    """Why a transaction may be tried again: "conflict" or "throttle"; None when it may not."""
+    codes = {exc.cause_response_code} | {r.code for r in (exc.cancellation_reasons or []) if r is not None}
+    if codes & THROTTLE_CODES:
+        return "throttle"
+    return "conflict" if codes & CONFLICT_CODES else None
 
 
 class MetaKey:
@@ -114,10 +119,11 @@ def _plain(item) -> dict:
 class DynamoRepository:
     """ports.Repository on DynamoDB (PynamoDB models from adapters/models.py)."""
 
-    def __init__(self, models: Models, connection: Connection):
+    def __init__(self, models: Models, connection: Connection, obs=NOOP):
         self.m = models
         self.conn = connection
         self.meter = ReadMeter()
+        self.obs = obs
 
     def _transact(self, *writes: tuple) -> bool:
         """Apply the writes in one DynamoDB transaction; False when a condition fails.
@@ -133,8 +139,10 @@ class DynamoRepository:
             except TransactWriteError as exc:
                 if _conflict(exc):
                     return False
-                if not _contended(exc) or attempt == TRANSACTION_ATTEMPTS - 1:
+                reason = _contended(exc)
+                if reason is None or attempt == TRANSACTION_ATTEMPTS - 1:
                     raise
+                self.obs.metric(WRITES_RETRIED, dimension=reason)
                 time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
         return False
 

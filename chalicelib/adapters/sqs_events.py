@@ -10,6 +10,8 @@ import json
 import logging
 from urllib.parse import unquote_plus
 
+from ..observability import NOOP
+
 log = logging.getLogger("imgbatch.processing")
 
 
@@ -33,15 +35,16 @@ def keys_in_message(body: str) -> list[str]:
     return keys
 
 
-def handle_sqs_records(handle_key, records) -> list[str]:
+def handle_sqs_records(handle_key, records, obs=NOOP) -> list[str]:
     """Hand every object key of every message to `handle_key`; return the ids of messages
-    to be redelivered."""
+    to be redelivered. Each message's id is the `event_id` of every line logged for it."""
     failures = []
     for _receipt, body, message_id in records:
-        try:
-            for key in keys_in_message(body):
-                handle_key(key)
-        except Exception:  # one bad record must not replay its neighbours
-            log.exception("processing message %s failed; SQS will redeliver it", message_id)
-            failures.append(message_id)
+        with obs.bind(event_id=message_id):
+            try:
+                for key in keys_in_message(body):
+                    handle_key(key)
+            except Exception:  # one bad record must not replay its neighbours
+                log.exception("processing message %s failed; SQS will redeliver it", message_id)
+                failures.append(message_id)
     return failures

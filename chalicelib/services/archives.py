@@ -8,7 +8,6 @@ batch reuses its archive and any change (retry, more files finished) builds anew
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,21 +17,22 @@ from ..domain.archive import (
 from ..domain.batches import DELETING, FINAL_STATUSES, JOB_COMPLETED, JOB_FINAL_STATUSES
 from ..errors import BadRequest, Conflict, NotFound, NotReady
 from ..domain.keys import archive_key
+from ..observability import ARCHIVE_BUILD_DURATION, ARCHIVE_BUILDS_FAILED, ARCHIVE_BYTES, NOOP
 from .clock import iso, utcnow
 from .ownership import is_uuid, owned_batch
 
-log = logging.getLogger("imgbatch.archives")
 BUILD_STALE_AFTER = timedelta(minutes=16)  # the builder's 15-minute timeout, plus a margin
 ASSUMED_BYTES_PER_SECOND = 40 * 1024 * 1024  # for Retry-After; measured S3->S3 streaming is faster
 
 
 class ArchiveService:
-    def __init__(self, repository, storage, settings, queue, clock=utcnow):
+    def __init__(self, repository, storage, settings, queue, clock=utcnow, obs=NOOP):
         self.repo = repository
         self.storage = storage
         self.settings = settings
         self.queue = queue
         self.clock = clock
+        self.obs = obs
 
     # -- the API call ------------------------------------------------------------
     def request(self, owner: str, batch_id: str, partial: bool) -> dict:
@@ -104,15 +104,27 @@ class ArchiveService:
                     bytes=sum(e.size for e in entries) + len(manifest))
 
     def _build(self, plan: "Plan") -> int:
-        chunks = stream_zip(plan.entries, self.storage.read_chunks, plan.manifest, plan.manifest_name)
-        result = self.storage.write_stream(plan.key, chunks, "application/zip", plan.file_name)
-        log.info("built %s (%d bytes, %d parts)", plan.key, result["size"], result["parts"])
-        # A delete that swept the archives while this one was being written would leave it behind.
-        current = self.repo.get_batch(plan.batch_id)
-        if current is None or current["status"] == DELETING:
-            self.storage.delete(plan.key)
-            raise NotFound(f"batch {plan.batch_id} not found")
-        return result["size"]
+        with self.obs.transition("archive.built", batch_id=plan.batch_id) as step:
+            step.fields.update(key=plan.key, entries=len(plan.entries))
+            chunks = stream_zip(plan.entries, self.storage.read_chunks, plan.manifest, plan.manifest_name)
+            try:
+                with self.obs.span("archive"):
+                    result = self.storage.write_stream(plan.key, chunks, "application/zip", plan.file_name)
+            except Exception:
+                self.obs.metric(ARCHIVE_BUILDS_FAILED)
+                raise
+            seconds = step.elapsed_ms() / 1000
+            step.fields.update(bytes=result["size"], parts=result["parts"])
+            self.obs.metric(ARCHIVE_BUILD_DURATION, seconds)
+            self.obs.metric(ARCHIVE_BYTES, result["size"])
+            # A delete that swept the archives while this one was being written would leave it behind.
+            current = self.repo.get_batch(plan.batch_id)
+            if current is None or current["status"] == DELETING:
+                self.storage.delete(plan.key)
+                step.outcome = "deleted_meanwhile"
+                raise NotFound(f"batch {plan.batch_id} not found")
+            step.outcome = "built"
+            return result["size"]
 
     # -- one job's output ------------------------------------------------------------
     def job_output(self, owner: str, job_id: str, pipeline_id: str | None) -> str:

@@ -11,6 +11,7 @@ from ..domain.batches import (
 from ..domain.keys import upload_key
 from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
+from ..observability import NOOP
 from .clock import iso, parse_iso, utcnow
 from .ownership import is_uuid, owned_batch
 from .paging import Cursors, choice_param, limit_param
@@ -21,8 +22,10 @@ JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX = 1000, 1000
 
 
 class BatchService:
-    def __init__(self, repository, storage, settings, queue=None, clock=utcnow, new_id=lambda: str(uuid.uuid4())):
+    def __init__(self, repository, storage, settings, queue=None, clock=utcnow, new_id=lambda: str(uuid.uuid4()),
+                 obs=NOOP):
         self.repo = repository
+        self.obs = obs
         self.storage = storage
         self.settings = settings
         self.queue = queue
@@ -55,6 +58,9 @@ class BatchService:
             created=now, created_at=iso(now),
             upload_expires_at=iso(now + timedelta(seconds=self.settings.upload_ttl_seconds)), jobs=tuple(jobs))
         batch = self.repo.create_batch(new)
+        self.obs.info("batch.created", batch_id=batch_id, owner=owner, outcome=batch["status"],
+                      base_directory_name=new.base_directory_name, files=len(jobs),
+                      bytes=sum(f.size for f in request.files), pipelines=len(pipelines))
         records = new.job_records()
         uploads = self._presign(records[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
         more = len(records) > UPLOADS_PER_RESPONSE
