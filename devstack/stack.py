@@ -25,6 +25,10 @@ DEFAULTS = {
     "AWS_REGION": "us-east-1",
     "LOCAL_API_TOKENS": "local-dev-token:local",
     "BUCKET_NAME": "imgbatch-local",
+    # readable lines for people (LOG_FORMAT=json prints what Lambda prints); EMF metrics are JSON
+    # documents meant for CloudWatch, so off unless asked for (METRICS=on)
+    "LOG_FORMAT": "text",
+    "METRICS": "off",
 }
 
 
