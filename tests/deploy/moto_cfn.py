@@ -15,6 +15,9 @@ own API implementation (the same code that answers boto3 calls), so moto still v
 - AWS::SQS::QueuePolicy  (no moto support at all) -> SetQueueAttributes(Policy)
 - AWS::SecretsManager::Secret (no moto support) -> GetRandomPassword + CreateSecret; its Ref is
                          the ARN, as in AWS
+- AWS::CloudWatch::Alarm (no moto support) -> PutMetricAlarm (DeleteAlarms on delete); Ref is
+                         the name, Fn::GetAtt Arn the ARN, as in AWS
+- AWS::SNS::Subscription (no moto support) -> Subscribe (Unsubscribe on delete)
 - dynamic references `{{resolve:secretsmanager:<id>:SecretString}}` in resource properties
                          (moto leaves them as text) -> GetSecretValue, as CloudFormation resolves
                          them when it creates the resource
@@ -205,6 +208,84 @@ def install() -> None:
                                        SecretString=value)
             return cls(created["ARN"])
 
+    class MetricAlarm(CloudFormationModel):
+        __module__ = "moto.cloudwatch.cfn_alarm"
+
+        def __init__(self, name, arn):
+            self.name, self.arn = name, arn
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::CloudWatch::Alarm"
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "AlarmName"
+
+        @property
+        def physical_resource_id(self):
+            return self.name
+
+        @classmethod
+        def has_cfn_attr(cls, attr):
+            return attr == "Arn"
+
+        def get_cfn_attribute(self, attribute_name):
+            if attribute_name == "Arn":
+                return self.arn
+            raise AssertionError(f"unmapped alarm attribute {attribute_name}")
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name,
+                                            **kwargs):
+            props = dict(cloudformation_json["Properties"])
+            mapped = {"AlarmDescription", "Namespace", "MetricName", "Statistic", "ExtendedStatistic", "Dimensions",
+                      "Period", "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator",
+                      "TreatMissingData", "AlarmActions", "OKActions", "Unit"}
+            assert set(props) <= mapped, f"unmapped alarm properties {set(props) - mapped}"
+            for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+                if key in props:
+                    props[key] = int(props[key])
+            props["Threshold"] = float(props["Threshold"])
+            cw = _client("cloudwatch", region_name)
+            cw.put_metric_alarm(AlarmName=resource_name, **props)
+            [alarm] = cw.describe_alarms(AlarmNames=[resource_name])["MetricAlarms"]
+            return cls(resource_name, alarm["AlarmArn"])
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            _client("cloudwatch", region_name).delete_alarms(AlarmNames=[resource_name])
+
+        def delete(self, account_id, region_name):
+            _client("cloudwatch", region_name).delete_alarms(AlarmNames=[self.name])
+
+    class Subscription(CloudFormationModel):
+        __module__ = "moto.sns.cfn_subscription"
+
+        def __init__(self, arn):
+            self.arn = arn
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::SNS::Subscription"
+
+        @staticmethod
+        def cloudformation_name_type():
+            return ""
+
+        @property
+        def physical_resource_id(self):
+            return self.arn
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name,
+                                            **kwargs):
+            props = cloudformation_json["Properties"]
+            assert set(props) <= {"TopicArn", "Protocol", "Endpoint"}, f"unmapped {sorted(props)}"
+            created = _client("sns", region_name).subscribe(TopicArn=props["TopicArn"], Protocol=props["Protocol"],
+                                                            Endpoint=props["Endpoint"], ReturnSubscriptionArn=True)
+            return cls(created["SubscriptionArn"])
+
     def resolve_secrets(value, region_name):
         if isinstance(value, dict):
             return {k: resolve_secrets(v, region_name) for k, v in value.items()}
@@ -234,4 +315,6 @@ def install() -> None:
     parsing.get_name_type_map.cache_clear()
     assert parsing.resource_class_from_type("AWS::SQS::QueuePolicy") is QueuePolicy
     assert parsing.resource_class_from_type("AWS::SecretsManager::Secret") is Secret
+    assert parsing.resource_class_from_type("AWS::CloudWatch::Alarm") is MetricAlarm
+    assert parsing.resource_class_from_type("AWS::SNS::Subscription") is Subscription
     _installed = True
