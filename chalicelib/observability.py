@@ -336,8 +336,9 @@ class PowertoolsObservability(Observability):
     @contextmanager
     def _span(self, name: str):
         with self.tracer.provider.in_subsegment(name=name) as subsegment:
-            for key in ("batch_id", "job_id"):   # searchable in X-Ray: annotation.batch_id = "..."
-                if key in _BOUND.get():
+            # None when no segment is open (tracing on outside Lambda): trace nothing, fail nothing
+            for key in ("batch_id", "job_id") if subsegment is not None else ():
+                if key in _BOUND.get():   # searchable in X-Ray: annotation.batch_id = "..."
                     subsegment.put_annotation(key=key, value=str(_BOUND.get()[key]))
             yield subsegment
 
@@ -353,7 +354,7 @@ class PowertoolsObservability(Observability):
                     # Lambda's own segment cannot be annotated: one subsegment per invocation, as
                     # Powertools' capture_lambda_handler makes
                     with self.tracer.provider.in_subsegment(name=f"## {function}") as subsegment:
-                        for key in ("event_id", "request_id"):
+                        for key in ("event_id", "request_id") if subsegment is not None else ():
                             if _BOUND.get().get(key):
                                 subsegment.put_annotation(key=key, value=str(_BOUND.get()[key]))
                         yield

@@ -118,11 +118,13 @@ def deploy(aws: Aws, stage: str, stack_name: str, package_dir: Path | None = Non
     if unknown:
         raise DeployError(f"the template has no parameter(s) {sorted(unknown)}")
     stack_parameters = []
-    for name in declared:
+    for name, declaration in declared.items():
         if name in given:
             stack_parameters.append({"ParameterKey": name, "ParameterValue": given[name]})
         elif change_type == "UPDATE":   # keep what the stack has (an alarm email set once stays)
             stack_parameters.append({"ParameterKey": name, "UsePreviousValue": True})
+        else:   # every value stated at creation: what the stack runs with is on record
+            stack_parameters.append({"ParameterKey": name, "ParameterValue": declaration.get("Default", "")})
 
     name = f"deploy-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{hashlib.sha256(body).hexdigest()[:8]}"
     say(f"{'Creating' if change_type == 'CREATE' else 'Updating'} stack {stack_name} in {aws.region} "
@@ -271,12 +273,12 @@ def retained(aws: Aws, stack_name: str) -> list[tuple[str, str, str]]:
     """(kind, physical name, logical id) of what deleting the stack keeps (DeletionPolicy Retain)."""
     body = aws.cfn.get_template(StackName=stack_name, TemplateStage="Processed")["TemplateBody"]
     template = json.loads(body) if isinstance(body, str) else body
-    keep = {logical for logical, r in template.get("Resources", {}).items() if r.get("DeletionPolicy") == "Retain"}
     out = []
-    for r in aws.cfn.describe_stack_resources(StackName=stack_name)["StackResources"]:
-        if r["LogicalResourceId"] in keep:
-            out.append((RETAINED_TYPES.get(r["ResourceType"], r["ResourceType"]), r["PhysicalResourceId"],
-                        r["LogicalResourceId"]))
+    for logical, resource in template.get("Resources", {}).items():
+        if resource.get("DeletionPolicy") == "Retain":
+            detail = aws.cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical)
+            out.append((RETAINED_TYPES.get(resource["Type"], resource["Type"]),
+                        detail["StackResourceDetail"]["PhysicalResourceId"], logical))
     return sorted(out)
 
 
