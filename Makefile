@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run clean-data test test-fast bench package clean
+.PHONY: install run clean-data test test-fast bench package deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,20 @@ bench: install
 ## A deployable CloudFormation/SAM stack in build/package (see README "Deploy").
 package: install
 	$(PY) -m deploy.package $(PACKAGE_ARGS)
+
+## `make deploy STAGE=prod`: package, then create or update the stack (docs/deploy.md); run it again
+## any time (no change: nothing happens). Optional: ALARM_EMAIL=you@example.com LOG_LEVEL=DEBUG
+## REGION=eu-west-1 STACK_NAME=... ARTIFACT_BUCKET=...
+STAGE ?= prod
+deploy: install
+	$(PY) -m deploy.stack deploy --stage "$(STAGE)" $(if $(STACK_NAME),--stack-name "$(STACK_NAME)") \
+		$(if $(REGION),--region "$(REGION)") $(if $(ALARM_EMAIL),--alarm-email "$(ALARM_EMAIL)") \
+		$(if $(LOG_LEVEL),--log-level "$(LOG_LEVEL)") $(if $(ARTIFACT_BUCKET),--artifact-bucket "$(ARTIFACT_BUCKET)")
+
+## `make destroy STAGE=prod`: delete the stack (asks; YES=1 does not); tables and bucket are kept.
+destroy: install
+	$(PY) -m deploy.stack destroy --stage "$(STAGE)" $(if $(STACK_NAME),--stack-name "$(STACK_NAME)") \
+		$(if $(REGION),--region "$(REGION)") $(if $(YES),--yes)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

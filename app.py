@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from pathlib import Path
 from urllib.parse import urlencode
 
 from chalice import AuthResponse, Chalice, Rate, Response
+from chalice.app import Request
 
 from chalicelib import errors, resources, wiring
 from chalicelib.domain.validation import Invalid, parse_json, text_params
@@ -19,8 +19,9 @@ from chalicelib.errors import MISSING_TOKEN, BadRequest, ServiceError, Unauthori
 from chalicelib.services.auth import bearer_token
 from chalicelib.services.views import batch_view
 
-app = Chalice(app_name="imgbatch")
-app.log.setLevel(logging.INFO)
+# Logging belongs to Powertools (chalicelib/observability.py): Chalice's own handler on the same
+# `imgbatch` logger would print every line twice.
+app = Chalice(app_name="imgbatch", configure_logs=False)
 # No CORS: the UI is served by this API (same origin) and browsers upload to and download
 # from S3, whose bucket has its own CORS rule (chalicelib/resources.py). Other origins' pages
 # get no access to the API's answers; the CLI and scripts are not browsers and need none.
@@ -36,6 +37,34 @@ AUTHORIZER_TTL_SECONDS = 60
 def token_auth(auth_request):
     owner = wiring.get().auth.owner_for(bearer_token(auth_request.token))
     return AuthResponse(routes=["*"], principal_id=owner or ANONYMOUS)
+
+
+@app.middleware("all")
+def observe(event, get_response):
+    """Every invocation runs with its correlation keys bound and flushes its metrics at the end;
+    an HTTP request also logs one line with its route, status and duration."""
+    obs = wiring.get().observability
+    if isinstance(event, Request):
+        params = event.uri_params or {}
+        with obs.invocation("api_handler", _request_id(event.lambda_context),
+                            api_request_id=(event.context or {}).get("requestId"),
+                            batch_id=params.get("batch_id"), job_id=params.get("job_id")), \
+                obs.transition("http.request", method=event.method,
+                               route=(event.context or {}).get("resourcePath")) as step:
+            response = get_response(event)
+            status = response.status_code
+            step.outcome = "ok" if status < 400 else "rejected" if status < 500 else "error"
+            step.fields["status"] = status
+            return response
+    context = getattr(event, "context", None)
+    event_id = event.to_dict().get("id") if hasattr(event, "to_dict") else None  # EventBridge; SQS: per record
+    with obs.invocation(getattr(context, "function_name", None) or "lambda", _request_id(context),
+                        event_id=event_id):
+        return get_response(event)
+
+
+def _request_id(context) -> str | None:
+    return getattr(context, "aws_request_id", None)
 
 
 def _owner() -> str:
@@ -71,7 +100,12 @@ def api(path: str, methods=("GET",), status: int = 200, public: bool = False, **
         @functools.wraps(view)
         def handler(**params):
             try:
-                result = view(**params) if public else view(_owner(), **params)
+                if public:
+                    result = view(**params)
+                else:
+                    owner = _owner()
+                    with _svc().observability.bind(owner=owner):
+                        result = view(owner, **params)
             except ServiceError as exc:
                 return _error(exc)
             if isinstance(result, Response):
@@ -117,8 +151,10 @@ def _svc():
 
 
 # -- health ------------------------------------------------------------------
-@api("/health", public=True)
+@api("/health", methods=["GET", "HEAD"], public=True)
 def health():
+    if app.current_request.method == "HEAD":
+        return Response(status_code=200, body="", headers={"Content-Type": "application/json"})
     return {"status": "ok"}
 
 
@@ -130,7 +166,7 @@ def _asset(name: str) -> Response:
                     headers={"Content-Type": content_type, "Cache-Control": "no-cache", **web.headers})
 
 
-@api("/", public=True)
+@api("/", methods=["GET", "HEAD"], public=True)
 def web_index():
     # Behind API Gateway the page lives under the stage path (/api/); without the trailing
     # slash its relative URLs would miss the stage. A redirect, not an inline script (CSP).
@@ -139,7 +175,10 @@ def web_index():
     if not path.endswith("/"):
         query = urlencode(_params())
         return Response(status_code=302, body="", headers={"Location": f"{path}/" + (f"?{query}" if query else "")})
-    return _asset("index.html")
+    page = _asset("index.html")
+    if request.method == "HEAD":   # the GET's headers, no body (uptime checks, link checkers)
+        return Response(status_code=200, body="", headers=page.headers)
+    return page
 
 
 @api("/ui/{name}", public=True)
@@ -341,15 +380,18 @@ def register_uploads(event):
     """S3 ObjectCreated -> SQS -> here: count the upload at once, then queue its processing.
     Cheap and separate from processing, so `uploaded` never waits behind the render backlog."""
     from chalicelib.adapters.sqs_events import handle_sqs_records
-    processor = wiring.get().processor
-    return _partial_failures(handle_sqs_records(processor.register_key, _sqs_records(event), processor.prefetch))
+    container = wiring.get()
+    processor = container.processor
+    return _partial_failures(handle_sqs_records(processor.register_key, _sqs_records(event), processor.prefetch,
+                                                container.observability))
 
 
 @app.on_sqs_message(**resources.UPLOADS.event_source())
 def process_upload(event):
     """Registered uploads (and retries) -> the pipelines, one file at a time."""
     from chalicelib.adapters.sqs_events import handle_sqs_records
-    return _partial_failures(handle_sqs_records(wiring.get().processor.process_key, _sqs_records(event)))
+    return _partial_failures(handle_sqs_records(wiring.get().processor.process_key, _sqs_records(event),
+                                                wiring.get().observability))
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="expire_uploads")
@@ -358,7 +400,7 @@ def expire_uploads(event):
     deletes a crash interrupted are finished."""
     result = wiring.get().sweep.run()
     if any(result.values()):
-        app.log.info("sweep: %s", result)
+        wiring.get().observability.info("sweep.finished", **result)
     return result
 
 
@@ -376,8 +418,9 @@ def build_archive(event):
     the ZIPs of batches that just became final (PREBUILD_ARCHIVES)."""
     for record in event:
         message = json.loads(record.body)
-        wiring.get().archives.build_requested(message["batch_id"], bool(message.get("partial")),
-                                              prebuild=bool(message.get("prebuild")))
+        with wiring.get().observability.bind(event_id=record.to_dict().get("messageId"), batch_id=message["batch_id"]):
+            wiring.get().archives.build_requested(message["batch_id"], bool(message.get("partial")),
+                                                  prebuild=bool(message.get("prebuild")))
 
 
 @app.on_dynamodb_record(**resources.BATCHES.stream_source())

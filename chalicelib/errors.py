@@ -4,6 +4,10 @@ them to HTTP statuses and Chalice's error shape (HTTP_ERRORS there)."""
 
 # Said by the app for an unknown token and by API Gateway (gateway response) for a missing one.
 MISSING_TOKEN = "missing or invalid API token: send the header 'Authorization: Bearer <token>'"
+# Said by API Gateway (MISSING_AUTHENTICATION_TOKEN gateway response) and the local gateway for a
+# method and path no route has: API Gateway tells an unknown path and an unknown method apart from
+# nothing else, so both are this 404.
+NO_ROUTE = "no route for this method and path; the API's routes are described at /openapi.json"
 
 
 class ServiceError(Exception):

@@ -16,6 +16,7 @@ def _default_tables() -> dict[str, str]:
 # gives every stack its own generated key (deploy/template.py, CursorSigningKey).
 DEV_CURSOR_SIGNING_KEY = "imgbatch-local-cursor-signing-key-not-a-secret"
 MIN_CURSOR_KEY_LENGTH = 32
+LOG_FORMATS = ("json", "text")
 
 
 def parse_tokens(raw: str) -> dict[str, str]:
@@ -69,6 +70,12 @@ class Settings:
     webhook_allow_private: bool = False
     # Build a batch's ZIP as soon as it is final with outputs, so the download is an immediate 302.
     prebuild_archives: bool = True
+    # Observability (chalicelib/observability.py): JSON lines in Lambda, `text` for people locally;
+    # EMF metrics on stdout; X-Ray subsegments only where Lambda runs with active tracing.
+    log_format: str = "json"
+    log_level: str = "INFO"
+    metrics: bool = True
+    tracing: bool = False
 
     def table(self, key: str) -> str:
         return self.tables[key]
@@ -94,9 +101,9 @@ class Settings:
             raw = (env.get(name) or "").strip().lower()
             if raw == "":
                 return fallback
-            if raw not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"{name} must be true or false, got {env.get(name)!r}")
-            return raw in ("true", "1", "yes")
+            if raw not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(f"{name} must be true or false (or on/off), got {env.get(name)!r}")
+            return raw in ("true", "1", "yes", "on")
 
         def seconds(name: str, fallback: float) -> float:
             raw = env.get(name)
@@ -117,6 +124,9 @@ class Settings:
         if len(cursor_key) < MIN_CURSOR_KEY_LENGTH:
             raise ValueError(f"CURSOR_SIGNING_KEY must be at least {MIN_CURSOR_KEY_LENGTH} characters, "
                              f"got {len(cursor_key)}")
+        log_format = (env.get("LOG_FORMAT") or default.log_format).lower()
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
         return cls(
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or default.region,
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
@@ -147,4 +157,9 @@ class Settings:
             webhook_timeout_seconds=seconds("WEBHOOK_TIMEOUT_SECONDS", default.webhook_timeout_seconds),
             webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE", default.webhook_allow_private),
             prebuild_archives=flag("PREBUILD_ARCHIVES", default.prebuild_archives),
+            log_format=log_format,
+            log_level=(env.get("LOG_LEVEL") or default.log_level).upper(),
+            metrics=flag("METRICS", default.metrics),
+            # Lambda names itself in AWS_LAMBDA_FUNCTION_NAME; elsewhere nobody listens for traces
+            tracing=flag("TRACING", bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))),
         )

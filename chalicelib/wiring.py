@@ -39,6 +39,15 @@ class Container:
         return replace(self.settings, queue_urls={**self.settings.queue_urls, **created.queue_urls})
 
     @cached_property
+    def observability(self):
+        """Powertools underneath (logs, EMF metrics, X-Ray when tracing is on): the one instance the
+        handlers' middleware and every service share."""
+        from .observability import PowertoolsObservability
+        s = self.settings
+        return PowertoolsObservability(log_format=s.log_format, log_level=s.log_level, metrics=s.metrics,
+                                       tracing=s.tracing)
+
+    @cached_property
     def session(self) -> boto3.session.Session:
         return boto3.session.Session(region_name=self.settings.region)
 
@@ -89,7 +98,7 @@ class Container:
     @cached_property
     def repository(self) -> DynamoRepository:
         conn = Connection(region=self.settings.region, host=self.settings.endpoint_url, max_retry_attempts=8)
-        return DynamoRepository(self.models, conn)
+        return DynamoRepository(self.models, conn, obs=self.observability)
 
     @cached_property
     def storage(self) -> Storage:
@@ -104,7 +113,7 @@ class Container:
     def batches(self):
         from .services.batches import BatchService
         return BatchService(self.repository, self.storage, self.settings, queue=self.queue,
-                            maintenance=self.maintenance_queue)
+                            maintenance=self.maintenance_queue, obs=self.observability)
 
     @cached_property
     def queue(self):
@@ -115,7 +124,7 @@ class Container:
     def processor(self):
         from .services.processor import Processor
         return Processor(self.repository, self.storage, self.settings, queue=self.queue,
-                         maintenance=self.maintenance_queue)
+                         maintenance=self.maintenance_queue, obs=self.observability)
 
     @cached_property
     def archive_queue(self):
@@ -126,7 +135,7 @@ class Container:
     def archives(self):
         from .services.archives import ArchiveService
         return ArchiveService(self.repository, self.storage, self.settings, self.archive_queue,
-                              on_ready=lambda batch, key: self.events.archive_ready(batch, key))
+                              on_ready=lambda batch, key: self.events.archive_ready(batch, key), obs=self.observability)
 
     @cached_property
     def results(self):
@@ -176,7 +185,8 @@ class Container:
     @cached_property
     def deleter(self):
         from .services.deletion import Deleter
-        return Deleter(self.repository, self.storage, maintenance=self.maintenance_queue)
+        return Deleter(self.repository, self.storage, maintenance=self.maintenance_queue,
+                       obs=self.observability)
 
     @cached_property
     def maintenance_queue(self):
@@ -210,6 +220,11 @@ class InMemoryContainer(Container):
 
     def provision(self) -> Settings:
         return self.settings
+
+    @cached_property
+    def observability(self):
+        from .observability import NOOP
+        return NOOP
 
     def client(self, service: str, **config):
         raise RuntimeError(f"the in-memory container has no {service} client")

@@ -31,8 +31,10 @@ from pathlib import Path
 from chalice.utils import to_cfn_resource_name
 
 from chalicelib import resources
-from chalicelib.errors import MISSING_TOKEN
+from chalicelib.errors import MISSING_TOKEN, NO_ROUTE
 from chalicelib.adapters.models import build_models
+
+from . import monitoring
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = ROOT / ".chalice" / "config.json"
@@ -43,6 +45,8 @@ API = "RestAPI"  # Chalice's logical id of the REST API
 LOG_RETENTION_DAYS = 30
 UNAUTHORIZED_MESSAGE = MISSING_TOKEN
 CURSOR_KEY = "CursorSigningKey"
+LOG_LEVEL = "LogLevel"   # stack parameter: the functions' LOG_LEVEL (DEBUG while investigating)
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class TemplateError(RuntimeError):
@@ -248,6 +252,10 @@ def gateway_responses() -> dict:
     out = {}
     for response_type in ("UNAUTHORIZED", "ACCESS_DENIED"):
         out[response_type] = {"statusCode": 401, "responseTemplates": {"application/json": unauthorized}}
+    # API Gateway's answer to a method and path no route has (with a bearer token it reads as
+    # 403 "Authorization header requires 'Credential' parameter"): a 404 like the local gateway's
+    out["MISSING_AUTHENTICATION_TOKEN"] = {"statusCode": 404, "responseTemplates": {
+        "application/json": json.dumps({"Code": "NotFoundError", "Message": NO_ROUTE})}}
     for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
         out[response_type] = {"responseTemplates": {"application/json": generic}}
     return out
@@ -263,6 +271,7 @@ def environment(config: dict, stage: str) -> dict:
     # GetAtt Name, what Ref gives in AWS too: moto's CloudFormation resolves a bus's Ref to no name
     env[resources.EVENT_BUS.env] = {"Fn::GetAtt": [resources.EVENT_BUS.logical_id, "Name"]}
     env[resources.WEBHOOK_KEY.env] = {"Fn::GetAtt": [resources.WEBHOOK_KEY.logical_id, "Arn"]}
+    env["LOG_LEVEL"] = {"Ref": LOG_LEVEL}
     return env
 
 
@@ -293,7 +302,10 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
     config = load_config() if config is None else config
     functions = app_functions() if functions is None else functions
     _check_config(config, stage, functions)
-    out: dict = {"Resources": {}, "Outputs": {}}
+    out: dict = {"Parameters": {LOG_LEVEL: {
+        "Type": "String", "Default": "INFO", "AllowedValues": LOG_LEVELS,
+        "Description": "The functions' log level; DEBUG while investigating, then back"}},
+        "Conditions": {}, "Resources": {}, "Outputs": {}}
     res, outputs = out["Resources"], out["Outputs"]
 
     models = models_for(config, stage)
@@ -368,9 +380,23 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
 
     # Gateway responses live in the API definition itself (not as separate GatewayResponse
     # resources, which drift from a RestApi defined by its Body).
+    api_stage = None
     if any(fn.name == "api_handler" for fn in functions):
-        res[API] = {"Properties": {"Name": {"Ref": "AWS::StackName"},
+        api_stage = config["stages"][stage].get("api_gateway_stage", "api")
+        res[API] = {"Properties": {"Name": {"Ref": "AWS::StackName"}, "TracingEnabled": True,
                                    "DefinitionBody": {GATEWAY_RESPONSES_KEY: gateway_responses()}}}
+
+    # Alarms to a topic (and an email, if given), and one dashboard: monitoring.py
+    topic = monitoring.alarm_topic()
+    for section in ("Parameters", "Conditions", "Resources", "Outputs"):
+        out[section].update(topic[section])
+    alarms = monitoring.alarms(functions, api_stage)
+    res.update(alarms)
+    res[monitoring.DASHBOARD] = monitoring.dashboard(functions, api_stage, list(alarms))
+    outputs["DashboardName"] = {"Value": {"Ref": monitoring.DASHBOARD}}
+    outputs["DashboardURL"] = {"Value": {"Fn::Sub": "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/"
+                                                    "home?region=${AWS::Region}#dashboards:name=${%s}"
+                                                    % monitoring.DASHBOARD}}
     return out
 
 
@@ -380,6 +406,8 @@ def _check_config(config: dict, stage: str, functions: list[Function]) -> None:
     stage_config = config["stages"][stage]
     if config.get("autogen_policy", True) or stage_config.get("autogen_policy", False):
         raise TemplateError("autogen_policy must be false: Chalice only sees calls in app.py")
+    if not stage_config.get("xray", config.get("xray", False)):
+        raise TemplateError(f"stages.{stage}.xray must be true: the functions trace to X-Ray (active tracing)")
     for fn in functions:
         fn_config = lambda_config(config, stage, fn.name)
         policy = fn_config.get("iam_policy_file")

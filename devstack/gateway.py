@@ -3,6 +3,10 @@
 - A missing Authorization header: in AWS the template's UNAUTHORIZED gateway response
   returns the Chalice error shape (deploy/template.py); chalice's local gateway returns
   {"message": "Unauthorized"}.
+- A method and path no route has: API Gateway answers MISSING_AUTHENTICATION_TOKEN, which the
+  template maps to 404 NotFoundError; chalice local answered 403 "Missing Authentication Token"
+  (or, with a bearer token, "Authorization header requires 'Credential' parameter"), and 405
+  for a known path with another method.
 - Concurrent requests: Lambda runs one request per process, so Chalice keeps the request
   on the app object (`app.current_request`). chalice local serves requests in threads, where
   one request's handler could read another's (a browser fetching a public asset while an
@@ -14,9 +18,10 @@ from __future__ import annotations
 import json
 import threading
 
-from chalicelib.errors import MISSING_TOKEN
+from chalicelib.errors import MISSING_TOKEN, NO_ROUTE
 
 BODY = json.dumps({"Code": "UnauthorizedError", "Message": MISSING_TOKEN}).encode()
+NOT_FOUND_BODY = json.dumps({"Code": "NotFoundError", "Message": NO_ROUTE}).encode()
 _installed = False
 
 
@@ -35,6 +40,22 @@ def install() -> None:
             raise local.NotAuthorizedError({**exc.headers, "Content-Type": "application/json"}, BODY) from None
 
     local.LocalGatewayAuthorizer._prepare_authorizer_event = prepare
+
+    class NoRoute(local.LocalGatewayException):
+        CODE = 404
+
+    generate = local.LocalGateway._generate_lambda_event
+
+    def generate_or_404(self, method, path, headers, body):
+        try:
+            event = generate(self, method, path, headers, body)
+        except ValueError:   # no route matches the path
+            raise NoRoute({"Content-Type": "application/json"}, NOT_FOUND_BODY) from None
+        if method not in self._app_object.routes.get(event["requestContext"]["resourcePath"], {}):
+            raise NoRoute({"Content-Type": "application/json"}, NOT_FOUND_BODY)
+        return event
+
+    local.LocalGateway._generate_lambda_event = generate_or_404
     _per_thread_request_state()
     _installed = True
 

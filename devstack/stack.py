@@ -27,6 +27,10 @@ DEFAULTS = {
     "BUCKET_NAME": "imgbatch-local",
     # so that a webhook receiver on this machine (127.0.0.1) can be tried out
     "WEBHOOK_ALLOW_PRIVATE": "true",
+    # readable lines for people (LOG_FORMAT=json prints what Lambda prints); EMF metrics are JSON
+    # documents meant for CloudWatch, so off unless asked for (METRICS=on)
+    "LOG_FORMAT": "text",
+    "METRICS": "off",
 }
 
 

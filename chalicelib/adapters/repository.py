@@ -28,15 +28,17 @@ from ..domain.buckets import CHUNK_SIZE, bucket_of, chunk_count, chunk_of
 from ..domain.keys import upload_key
 from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
+from ..observability import NOOP, WRITES_RETRIED
 from ..ports import MAYBE_DONE, ConditionFailed, Page
 from .models import Models, batch_index_name
 
 STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
 JOB_WRITE_CHUNK = 250
 TRANSACTION_ATTEMPTS = 10
-RETRYABLE_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ThrottlingException",
-                             "ProvisionedThroughputExceeded", "ProvisionedThroughputExceededException",
-                             "RequestLimitExceeded", "TransactionInProgressException"})
+CONFLICT_CODES = frozenset({"TransactionConflict", "TransactionInProgressException"})
+THROTTLE_CODES = frozenset({"ThrottlingError", "ThrottlingException", "ProvisionedThroughputExceeded",
+                            "ProvisionedThroughputExceededException", "RequestLimitExceeded"})
+RETRYABLE_CODES = CONFLICT_CODES | THROTTLE_CODES
 SORT_KEYS = {"created_at": "created_sk", "total_files": "files_sk", "status": "status_sk"}
 COUNT_FIELDS = ("uploaded", "succeeded", "failed", "cancelled")
 # The job fields an item holds (everything else on a job dict is derived or a key).
@@ -84,9 +86,12 @@ def _conflict(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
-def _contended(exc: TransactWriteError) -> bool:
-    reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
-    return exc.cause_response_code in RETRYABLE_CODES or any(code in RETRYABLE_CODES for code in reasons)
+def _contended(exc: TransactWriteError) -> str | None:
+    """Why a transaction may be tried again: "conflict" or "throttle"; None when it may not."""
+    codes = {exc.cause_response_code} | {r.code for r in (exc.cancellation_reasons or []) if r is not None}
+    if codes & THROTTLE_CODES:
+        return "throttle"
+    return "conflict" if codes & CONFLICT_CODES else None
 
 
 class MetaKey:
@@ -144,34 +149,24 @@ def _plain(item) -> dict:
 class DynamoRepository:
     """ports.Repository on DynamoDB (PynamoDB models from adapters/models.py)."""
 
-    def __init__(self, models: Models, connection: Connection):
+    def __init__(self, models: Models, connection: Connection, obs=NOOP):
         self.m = models
         self.conn = connection
         self.meter = ReadMeter()
         self._immutable: dict[str, dict] = {}   # batch id -> fields that never change
+        self.obs = obs
 
     def _transact(self, *writes: tuple) -> bool:
-        """Apply the writes in one DynamoDB transaction; False when a condition fails.
-        Conflicts with a concurrent transaction on the same item (the batch counters under
-        parallel Lambdas) are retried here with jittered backoff: botocore does not retry
-        them, and a failed SQS record would otherwise wait out the 16-minute visibility timeout."""
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            try:
-                with TransactWrite(connection=self.conn) as tx:
-                    for method, item, kwargs in writes:
-                        getattr(tx, method)(item, **kwargs)
-                return True
-            except TransactWriteError as exc:
-                if _conflict(exc):
-                    return False
-                if not _contended(exc) or attempt == TRANSACTION_ATTEMPTS - 1:
-                    raise
-                time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
-        return False
+        """Apply the writes in one DynamoDB transaction; False when a condition fails."""
+        return self._transact_reasons(*writes) is None
 
     def _transact_reasons(self, *writes: tuple) -> list | None:
-        """As _transact, but a failed condition returns the cancellation reasons (one per write,
-        None for writes that were not the reason), so the caller can tell which one failed."""
+        """Apply the writes in one DynamoDB transaction; None when it committed, else the
+        cancellation reasons of a failed condition (one per write, None for writes that were not
+        the reason), so the caller can tell which one failed. Conflicts with a concurrent
+        transaction on the same item and throttling are retried here with jittered backoff:
+        botocore does not retry them, and a failed SQS record would otherwise wait out the
+        16-minute visibility timeout."""
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
                 with TransactWrite(connection=self.conn) as tx:
@@ -182,8 +177,10 @@ class DynamoRepository:
                 if _conflict(exc):
                     reasons = list(exc.cancellation_reasons or [])
                     return [r if r is not None and r.code == "ConditionalCheckFailed" else None for r in reasons]
-                if not _contended(exc) or attempt == TRANSACTION_ATTEMPTS - 1:
+                reason = _contended(exc)
+                if reason is None or attempt == TRANSACTION_ATTEMPTS - 1:
                     raise
+                self.obs.metric(WRITES_RETRIED, dimension=reason)
                 time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
         raise RuntimeError("unreachable")
 

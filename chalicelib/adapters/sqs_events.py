@@ -10,6 +10,8 @@ import json
 import logging
 from urllib.parse import unquote_plus
 
+from ..observability import NOOP
+
 log = logging.getLogger("imgbatch.processing")
 
 
@@ -43,10 +45,11 @@ def keys_in_message(body: str) -> list[str]:
     return [key for key, _ in records_in_message(body)]
 
 
-def handle_sqs_records(handle_key, records, prefetch=None) -> list[str]:
+def handle_sqs_records(handle_key, records, prefetch=None, obs=NOOP) -> list[str]:
     """Hand every object key of every message (and its job state, if the record carries it) to
     `handle_key`; `prefetch` first sees every key of the invocation (to read their jobs together).
-    Returns the ids of messages to be redelivered."""
+    Returns the ids of messages to be redelivered. Each message's id is the `event_id` of every
+    line logged for it."""
     parsed = [(message_id, records_in_message(body)) for _receipt, body, message_id in records]
     if prefetch is not None:
         try:
@@ -55,10 +58,11 @@ def handle_sqs_records(handle_key, records, prefetch=None) -> list[str]:
             log.exception("prefetch failed; reading jobs one by one")
     failures = []
     for message_id, found in parsed:
-        try:
-            for key, job in found:
-                handle_key(key, job)
-        except Exception:  # one bad record must not replay its neighbours
-            log.exception("processing message %s failed; SQS will redeliver it", message_id)
-            failures.append(message_id)
+        with obs.bind(event_id=message_id):
+            try:
+                for key, job in found:
+                    handle_key(key, job)
+            except Exception:  # one bad record must not replay its neighbours
+                log.exception("processing message %s failed; SQS will redeliver it", message_id)
+                failures.append(message_id)
     return failures

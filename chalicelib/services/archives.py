@@ -39,6 +39,7 @@ from ..domain.zip_layout import (
 )
 from ..errors import BadRequest, Conflict, NotFound, NotReady
 from ..ports import SourceChanged, UploadGone
+from ..observability import ARCHIVE_BUILD_DURATION, ARCHIVE_BUILDS_FAILED, ARCHIVE_BYTES, NOOP
 from .clock import iso, parse_iso, utcnow
 from .ownership import is_uuid, owned_batch
 
@@ -52,7 +53,7 @@ CRC_READS_IN_FLIGHT = 8  # outputs stored before CRCs were recorded, read once a
 
 
 class ArchiveService:
-    def __init__(self, repository, storage, settings, queue, clock=utcnow, on_ready=None):
+    def __init__(self, repository, storage, settings, queue, clock=utcnow, on_ready=None, obs=NOOP):
         self.repo = repository
         self.storage = storage
         self.settings = settings
@@ -60,6 +61,7 @@ class ArchiveService:
         self.clock = clock
         # called with (batch, archive key) once a batch's whole ZIP is built: the archive.ready event
         self.on_ready = on_ready
+        self.obs = obs
 
     # -- the API call ------------------------------------------------------------
     def request(self, owner: str, batch_id: str, partial: bool) -> dict:
@@ -186,6 +188,11 @@ class ArchiveService:
             return "stale"
         if not self.repo.finish_archive_build(batch_id, fingerprint, spec.upload_id):
             return "stale"
+        # Once per archive, by the delivery that released the marker: from its planning to now.
+        self.obs.info("archive.built", batch_id=batch_id, outcome="built", key=spec.key, bytes=spec.size,
+                      parts=parts, parallel=True)
+        self.obs.metric(ARCHIVE_BUILD_DURATION, (self.clock() - spec.modified).total_seconds())
+        self.obs.metric(ARCHIVE_BYTES, spec.size)
         self.archive_ready(batch_id, spec.key, spec.partial)
         self.storage.delete(archive_plan_key(batch_id, fingerprint))
         return "completed"
@@ -304,20 +311,32 @@ class ArchiveService:
     def _build_inline(self, plan: "Plan", planned: "PlannedLayout") -> int:
         def read(source: Source):
             return self.storage.read_range(source.key, source.start, source.length, source.object_size)
-        try:
-            result = self.storage.write_stream(plan.key, stream(planned.layout.segments, read), "application/zip",
-                                               plan.file_name)
-        except SourceChanged:
+        with self.obs.transition("archive.built", batch_id=plan.batch_id) as step:
+            step.fields.update(key=plan.key, entries=len(plan.entries))
+            try:
+                with self.obs.span("archive"):
+                    result = self.storage.write_stream(plan.key, stream(planned.layout.segments, read),
+                                                       "application/zip", plan.file_name)
+            except SourceChanged:
+                current = self.repo.get_batch(plan.batch_id)
+                if current is None or current["status"] == DELETING:
+                    step.outcome = "deleted_meanwhile"
+                    raise NotFound(f"batch {plan.batch_id} not found") from None
+                self.obs.metric(ARCHIVE_BUILDS_FAILED)
+                raise
+            except Exception:
+                self.obs.metric(ARCHIVE_BUILDS_FAILED)
+                raise
+            step.fields.update(bytes=result["size"], parts=result["parts"])
+            self.obs.metric(ARCHIVE_BUILD_DURATION, step.elapsed_ms() / 1000)
+            self.obs.metric(ARCHIVE_BYTES, result["size"])
+            # A delete that swept the archives while this one was being written would leave it behind.
             current = self.repo.get_batch(plan.batch_id)
             if current is None or current["status"] == DELETING:
-                raise NotFound(f"batch {plan.batch_id} not found") from None
-            raise
-        log.info("built %s (%d bytes, %d parts)", plan.key, result["size"], result["parts"])
-        # A delete that swept the archives while this one was being written would leave it behind.
-        current = self.repo.get_batch(plan.batch_id)
-        if current is None or current["status"] == DELETING:
-            self.storage.delete(plan.key)
-            raise NotFound(f"batch {plan.batch_id} not found")
+                self.storage.delete(plan.key)
+                step.outcome = "deleted_meanwhile"
+                raise NotFound(f"batch {plan.batch_id} not found")
+            step.outcome = "built"
         self.archive_ready(plan.batch_id, plan.key, plan.partial)
         return result["size"]
 

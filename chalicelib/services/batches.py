@@ -13,6 +13,7 @@ from ..domain.buckets import bucket_count, bucket_of, chunk_count, chunk_of
 from ..domain.keys import upload_key
 from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
+from ..observability import NOOP
 from .clock import iso, parse_iso, utcnow
 from .ownership import is_uuid, owned_batch
 from .paging import Cursors, choice_param, limit_param
@@ -24,8 +25,9 @@ JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX = 1000, 1000
 
 class BatchService:
     def __init__(self, repository, storage, settings, queue=None, clock=utcnow, new_id=lambda: str(uuid.uuid4()),
-                 maintenance=None):
+                 maintenance=None, obs=NOOP):
         self.repo = repository
+        self.obs = obs
         self.storage = storage
         self.settings = settings
         self.queue = queue
@@ -65,6 +67,9 @@ class BatchService:
         if chunks > 1 and self.maintenance is not None:   # the others in the background (or on demand)
             self.maintenance.send_many([{"kind": "materialize", "batch_id": batch_id, "chunk": c}
                                         for c in range(1, chunks)])
+        self.obs.info("batch.created", batch_id=batch_id, owner=owner, outcome=batch["status"],
+                      base_directory_name=new.base_directory_name, files=len(jobs),
+                      bytes=sum(f.size for f in request.files), pipelines=len(pipelines))
         records = new.job_records()
         uploads = self._presign(records[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
         more = len(records) > UPLOADS_PER_RESPONSE

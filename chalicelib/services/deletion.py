@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..errors import Conflict
 from ..domain.keys import batch_prefixes
+from ..observability import NOOP
 from .clock import iso, utcnow
 from .ownership import owned_batch
 
@@ -21,11 +22,12 @@ INLINE_FILES = 1000   # a bigger batch is removed in the background: the DELETE 
 
 
 class Deleter:
-    def __init__(self, repository, storage, clock=utcnow, maintenance=None):
+    def __init__(self, repository, storage, clock=utcnow, maintenance=None, obs=NOOP):
         self.repo = repository
         self.storage = storage
         self.clock = clock
         self.maintenance = maintenance
+        self.obs = obs
 
     def delete(self, owner: str, batch_id: str) -> None:
         for _ in range(CONTENDED_ATTEMPTS):
@@ -40,9 +42,10 @@ class Deleter:
             self.maintenance.send({"kind": "purge", "batch_id": batch_id})
 
     def purge(self, batch_id: str) -> None:
-        for prefix in batch_prefixes(batch_id):
-            self.storage.delete_prefix(prefix)
-        self.repo.purge_batch(batch_id)
+        with self.obs.transition("batch.deleted", batch_id=batch_id) as step:
+            step.fields["objects"] = sum(self.storage.delete_prefix(prefix) for prefix in batch_prefixes(batch_id))
+            self.repo.purge_batch(batch_id)
+            step.outcome = "deleted"
 
     def resume(self) -> int:
         """Finish deletes a crash interrupted (the sweep calls this)."""

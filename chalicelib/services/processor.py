@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 import zlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +23,11 @@ from ..domain.batches import (
 )
 from ..domain.keys import output_key, parse_upload_key, preview_key
 from ..errors import Conflict
+from ..observability import (
+    BATCHES_FINISHED, BYTES_IN, BYTES_OUT, FILES_FAILED, FILES_PROCESSED, FILES_SUCCEEDED, NOOP, PIPELINE_DURATION,
+)
 from ..ports import MAYBE_DONE
-from .clock import iso, utcnow
+from .clock import iso, parse_iso, utcnow
 from .ownership import owned_batch
 
 log = logging.getLogger("imgbatch.processing")
@@ -47,13 +51,14 @@ _SPEC_DEFAULTS = {name: DEFAULTS[name] for name in SETTINGS if name not in ("for
 
 
 class Processor:
-    def __init__(self, repository, storage, settings, queue=None, clock=utcnow, maintenance=None):
+    def __init__(self, repository, storage, settings, queue=None, clock=utcnow, maintenance=None, obs=NOOP):
         self.repo = repository
         self.storage = storage
         self.settings = settings
         self.queue = queue
         self.maintenance = maintenance
         self.clock = clock
+        self.obs = obs
         self.limits = imaging.Limits(max_pixels=settings.max_pixels)
         # What a function instance knows of the batches it works on: the fields that never change
         # (owner, pipelines, buckets...) are read once, not once per file; no transition trusts it
@@ -93,7 +98,12 @@ class Processor:
         hand it to the processing queue. This runs apart from the (possibly long) processing
         backlog, so `uploaded` tells what S3 has within seconds. Objects nobody may keep
         (unknown, late for a cancelled batch, or for a batch being deleted) are removed."""
-        found = self._locate(key)
+        with self.obs.transition("upload.registered", **_ids(key)) as step:
+            step.outcome = self._register(key, job)
+            return step.outcome
+
+    def _register(self, key: str, job: dict | None) -> str:
+        found = self._locate(key, job)
         if isinstance(found, str):
             return found
         batch, job = found
@@ -102,14 +112,19 @@ class Processor:
                 return self._claim_lost(batch, key)
             job = {**job, "status": JOB_PROCESSING, "attempt": 1}   # what the claim wrote
             if batch["status"] == QUEUED:
-                self.repo.start_batch(batch, self.now())
-                batch["status"] = PROCESSING   # this instance need not try again
+                self._start(batch)
         elif job["status"] != JOB_PROCESSING:
             self.finalize_if_done(batch["id"])  # a duplicate; heal a final status a crash left unwritten
             return "duplicate"
         # Also for a job already processing: the forward may be what a crash lost.
         self._forward([job])
         return "registered"
+
+    def _start(self, batch: dict) -> None:
+        if self.repo.start_batch(batch, self.now()):
+            self.obs.info("batch.started", batch_id=batch["id"], outcome="processing",
+                          total_files=int(batch["total_files"]))
+        batch["status"] = PROCESSING   # this instance need not try again
 
     def _forward(self, jobs: list[dict]) -> None:
         """To the processing queue, each with its job's state, so processing need not read it."""
@@ -149,7 +164,13 @@ class Processor:
     # -- one uploaded object ---------------------------------------------------
     def process_key(self, key: str, job: dict | None = None) -> str:
         """Handle one object event (with the job's state when the arrival stage forwarded it);
-        returns what happened (for logs and tests)."""
+        returns what happened (for logs and tests). One log line per file: its outcome (completed,
+        failed, duplicate, ...) and how long it took."""
+        with self.obs.transition("job.processed", **_ids(key)) as step:
+            step.outcome = self._process(key, job, step.fields)
+            return step.outcome
+
+    def _process(self, key: str, job: dict | None, report: dict) -> str:
         found = self._locate(key, job)
         if isinstance(found, str):
             return found
@@ -160,24 +181,38 @@ class Processor:
                 return self._claim_lost(batch, key)
             job = {**job, "status": JOB_PROCESSING, "attempt": 1}   # what the claim wrote
             if batch["status"] == QUEUED:
-                self.repo.start_batch(batch, self.now())
-                batch["status"] = PROCESSING
+                self._start(batch)
         elif job["status"] != JOB_PROCESSING:
             # Already final: a duplicate. Still make sure the batch got its final status,
             # in case the worker that counted this job died before writing it.
             self.finalize_if_done(batch_id)
             return "duplicate"
-        return self._run(batch, job)
+        return self._run(batch, job, report)
 
-    def _run(self, batch: dict, job: dict) -> str:
+    def _run(self, batch: dict, job: dict, report: dict) -> str:
         attempt = int(job["attempt"])
+        started = time.perf_counter()
         try:
             outputs, preview = self._render_and_store(batch, job)
             error = None
         except imaging.ImageError as exc:
             outputs, preview, error = None, None, (exc.code, exc.message)
+        pipeline_ms = round((time.perf_counter() - started) * 1000, 1)
+        bytes_out = sum(int(o["size"]) for o in outputs) + int(preview["size"]) if outputs else 0
+        report.update(attempt=attempt, pipeline_ms=pipeline_ms, bytes_in=int(job["size"]), bytes_out=bytes_out)
+        if error:
+            report["error_code"] = error[0]
         counted = self.repo.finish_job(job, attempt, self.now(), outputs=outputs, error=error, preview=preview)
         if counted:
+            # counted with the job's own transition, so a redelivery never counts a file twice
+            self.obs.metric(FILES_PROCESSED)
+            self.obs.metric(PIPELINE_DURATION, pipeline_ms)
+            self.obs.metric(BYTES_IN, int(job["size"]))
+            if error:
+                self.obs.metric(FILES_FAILED, dimension=error[0])
+            else:
+                self.obs.metric(FILES_SUCCEEDED)
+                self.obs.metric(BYTES_OUT, bytes_out)
             if counted == MAYBE_DONE:   # the last of its bucket: the batch may be complete
                 self.finalize_if_done(job["batch_id"])
             return "failed" if error else "completed"
@@ -213,7 +248,8 @@ class Processor:
             spool.seek(0)
             # render() decides the type by the bytes and refuses anything else
             pipelines = batch["pipelines"]
-            rendered = imaging.render(spool, render_specs(pipelines), self.limits, preview=True)
+            with self.obs.span("render"):
+                rendered = imaging.render(spool, render_specs(pipelines), self.limits, preview=True)
         outputs = []
         for pipeline, out in zip(pipelines, rendered):
             key = output_key(job["batch_id"], job["job_id"], pipeline["id"], out.extension)
@@ -241,9 +277,16 @@ class Processor:
             if status is None:
                 return None
             if self.repo.finalize(batch, status, self.now()):
-                log.info("batch %s is %s", batch_id, status)
+                self._finished(batch, status)
                 return status
         return None
+
+    def _finished(self, batch: dict, status: str) -> None:
+        seconds = (self.clock() - parse_iso(batch["created_at"])).total_seconds()
+        self.obs.info("batch.finished", batch_id=batch["id"], outcome=status, total_files=int(batch["total_files"]),
+                      succeeded=int(batch["succeeded"]), failed=int(batch["failed"]),
+                      cancelled=int(batch["cancelled"]), seconds_since_created=round(seconds, 3))
+        self.obs.metric(BATCHES_FINISHED, dimension=status)
 
     def cancel(self, owner: str, batch_id: str) -> dict:
         """Cancel wins against any status that is not final: when the batch moves between our
@@ -254,6 +297,7 @@ class Processor:
                 raise Conflict(f"batch {batch_id} is already {batch['status']}; only queued or processing "
                                "batches can be cancelled")
             if self.repo.finalize(batch, CANCELLED, self.now()):
+                self._finished(batch, CANCELLED)
                 break
         else:
             raise Conflict(f"batch {batch_id} kept changing while it was being cancelled; try again")
@@ -301,6 +345,8 @@ class Processor:
             raise Conflict(f"batch {batch_id} kept changing while it was being retried; try again")
         reopened = [{**j, "status": JOB_PROCESSING, "attempt": int(j.get("attempt") or 0) + 1}
                     for j in retriable if self.repo.reopen_job(j, now)]
+        self.obs.info("batch.retried", batch_id=batch_id, outcome="processing" if reopened else "nothing_reopened",
+                      reopened=len(reopened))
         if reopened:
             self._forward(reopened)
         else:
@@ -328,13 +374,26 @@ class Processor:
                 if job["status"] == JOB_AWAITING:
                     if self.storage.head(job["key"]) is not None:
                         self.register_key(job["key"], job)
-                    else:
-                        expired += self.repo.expire_job(job, self.now(), message)
-                elif job["updated_at"] < stale:
-                    expired += bool(self.repo.finish_job(job, int(job["attempt"]), self.now(), error=(
-                        "processing_failed", "processing did not finish after every retry; retry the batch "
-                                             "to try again")))
+                    elif self.repo.expire_job(job, self.now(), message):
+                        expired += 1
+                        self.obs.metric(FILES_FAILED, dimension="upload_expired")
+                        self.obs.info("job.expired", batch_id=batch_id, job_id=job["job_id"], outcome="failed",
+                                      error_code="upload_expired")
+                elif job["updated_at"] < stale and self.repo.finish_job(
+                        job, int(job["attempt"]), self.now(), error=(
+                            "processing_failed", "processing did not finish after every retry; retry the batch "
+                                                 "to try again")):
+                    expired += 1
+                    self.obs.metric(FILES_FAILED, dimension="processing_failed")
+                    self.obs.info("job.expired", batch_id=batch_id, job_id=job["job_id"], outcome="failed",
+                                  error_code="processing_failed")
             self.finalize_if_done(batch_id)
         for batch_id in self.repo.interrupted_cancels():
             self.cancel_pending_jobs(batch_id)
         return expired
+
+
+def _ids(key: str) -> dict:
+    """batch_id and job_id as correlation keys, when the key is in the upload layout."""
+    ids = parse_upload_key(key)
+    return {"batch_id": ids[0], "job_id": ids[1]} if ids else {"object_key": key}

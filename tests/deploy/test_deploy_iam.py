@@ -7,7 +7,8 @@ mapped to the IAM action and resource ARN it needs (iam_calls.py), plus what the
 service itself needs (logs; receiving from the SQS event source). Then, per function:
 - every needed (action, resource) is allowed by the role's policy as CloudFormation resolved it,
 - every (action, resource pattern) the policy grants is needed by some recorded call,
-- no wildcard actions, no Resource "*", every pattern scoped to one of the stack's resources.
+- no wildcard actions, no Resource "*" (but for X-Ray's two write actions, which take no resource),
+  every pattern scoped to one of the stack's resources.
 moto does not enforce IAM, so this is the check that a deployed function is neither denied a
 call it makes nor given access it never uses.
 """
@@ -29,6 +30,8 @@ from chalicelib import resources
 from deploy import template as tmpl
 
 APP_PREFIXES = ("uploads/", "outputs/", "archives/")
+# X-Ray supports no resource-level permissions for these: Resource "*" is the only form
+XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 
 
 def function_name(name: str) -> str:
@@ -81,6 +84,10 @@ def needs(observed, deployed, functions) -> dict[str, set[Need]]:
         group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function_name(name)}"
         out[name].add(Need("logs:CreateLogStream", f"{group}:log-stream:2026/01/01/[$LATEST]abc", why="Lambda logs"))
         out[name].add(Need("logs:PutLogEvents", f"{group}:log-stream:2026/01/01/[$LATEST]abc", why="Lambda logs"))
+        if lam.get_function_configuration(FunctionName=function_name(name))["TracingConfig"]["Mode"] == "Active":
+            # Lambda's X-Ray daemon sends the function's segments with the function's role
+            for action in XRAY_ACTIONS:
+                out[name].add(Need(action, "*", why="active tracing"))
         for mapping in lam.list_event_source_mappings(FunctionName=function_name(name))["EventSourceMappings"]:
             if ":dynamodb:" in mapping["EventSourceArn"]:
                 actions = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
@@ -149,6 +156,9 @@ def test_no_wildcard_actions_and_every_resource_scoped_to_the_stack(policies, de
         for s in granted:
             for action in s.actions:
                 assert "*" not in action and "?" not in action, f"{name}/{s.sid}: wildcard action {action}"
+            if s.resources == ["*"]:
+                assert set(s.actions) <= set(XRAY_ACTIONS), f"{name}/{s.sid}: Resource * for {s.actions}"
+                continue
             for resource in s.resources:
                 fixed = resource.split("*", 1)[0].split("?", 1)[0]
                 if fixed.startswith(bucket + "/"):

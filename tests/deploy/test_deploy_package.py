@@ -149,6 +149,19 @@ from chalicelib.domain.results import write_xlsx, COLUMNS, NUMERIC
 with tempfile.TemporaryFile() as tmp:
     write_xlsx([{{c: 1 if c in NUMERIC else "=1+1" for c in COLUMNS}}], tmp)
     assert tmp.tell() > 1000
+# observability: Powertools and the X-Ray SDK from the zip, JSON lines and EMF as in Lambda
+import aws_lambda_powertools, aws_xray_sdk, contextlib
+for module in (aws_lambda_powertools, aws_xray_sdk):
+    assert module.__file__.startswith({str(extracted)!r}), module.__file__
+from chalicelib import observability as o
+logs, metrics = io.StringIO(), io.StringIO()
+obs = o.PowertoolsObservability(tracing=True, stream=logs, metrics_stream=metrics)
+with obs.invocation("process_upload", "r"):
+    obs.info("job.processed", batch_id="b")
+    obs.metric(o.FILES_PROCESSED)
+import json
+assert json.loads(logs.getvalue())["batch_id"] == "b"
+assert json.loads(metrics.getvalue())["FilesProcessed"] == [1.0]
 print("ok", PIL.__version__, pillow_heif.__version__)
 """
     result = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True,
@@ -218,3 +231,25 @@ def _record_tops(record: str) -> set[str]:
             lines = z.read(record).decode().splitlines()
         _record_cache[record] = {line.split(",", 1)[0].split("/", 1)[0] for line in lines if line}
     return _record_cache[record]
+
+
+def test_powertools_and_the_xray_sdk_are_small_and_self_contained(names, extracted, zip_path):
+    """Pure Python but for wrapt's one optional extension, which links to glibc alone (and wrapt
+    falls back to Python without it)."""
+    with zipfile.ZipFile(zip_path) as z:
+        infos = z.infolist()
+    for top, limit in (("aws_lambda_powertools/", 3 * 1024 * 1024), ("aws_xray_sdk/", 512 * 1024),
+                       ("wrapt/", 512 * 1024)):
+        mine = [i for i in infos if i.filename.startswith(top)]
+        assert mine, f"{top} is not in the zip"
+        assert sum(i.compress_size for i in mine) < limit, (top, sum(i.compress_size for i in mine))
+    compiled = [n for n in names if n.startswith(("aws_lambda_powertools/", "aws_xray_sdk/", "wrapt/", "jmespath/"))
+                and (n.endswith(".so") or ".so." in n)]
+    assert [Path(n).parent.name for n in compiled] == ["wrapt"], compiled
+    for name in compiled:
+        machine, needed, versions = elf_needs(extracted / name)
+        assert machine == "EM_X86_64" and set(needed) <= SYSTEM_LIBS, (name, needed)
+        assert all((_version(v, "GLIBC_") or (0,)) <= MANYLINUX2014_GLIBC for v in versions), (name, versions)
+    pinned = (ROOT / "requirements.txt").read_text()
+    assert re.search(r"^aws-lambda-powertools==[\d.]+$", pinned, re.M)
+    assert re.search(r"^aws-xray-sdk==[\d.]+$", pinned, re.M)

@@ -218,3 +218,47 @@ def test_auth_failures_answer_in_the_chalice_error_shape_without_cors(deployed):
         body = json.loads(response["responseTemplates"]["application/json"])
         assert body["Code"] == "UnauthorizedError" and "Authorization: Bearer" in body["Message"]
         assert "Access-Control" not in json.dumps(response.get("responseParameters", {}))
+
+
+def test_alarms_watch_the_created_queues_functions_and_api(deployed, settings):
+    cw = client("cloudwatch")
+    alarms = cw.describe_alarms(MaxRecords=100)["MetricAlarms"]
+    watched = {(a["Namespace"], a["MetricName"], tuple((d["Name"], d["Value"]) for d in a["Dimensions"])) for a in alarms}
+    sqs = client("sqs")
+    for spec in resources.QUEUES:
+        dlq_name = sqs.get_queue_attributes(QueueUrl=deployed[f"{spec.dlq_logical_id}Url"],
+                                            AttributeNames=["QueueArn"])["Attributes"]["QueueArn"].rsplit(":", 1)[-1]
+        assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", dlq_name),)) in watched
+    functions = {f["FunctionName"] for f in client("lambda").list_functions()["Functions"]}
+    for fn in tmpl.app_functions():
+        assert function_name(fn.name) in functions
+        for metric in ("Errors", "Throttles"):
+            assert ("AWS/Lambda", metric, (("FunctionName", function_name(fn.name)),)) in watched
+    assert ("AWS/ApiGateway", "5XXError", (("ApiName", STACK), ("Stage", "api"))) in watched
+    [api] = client("apigateway").get_rest_apis()["items"]
+    assert api["name"] == STACK   # what API Gateway reports its metrics under
+    topic = deployed["AlarmTopicArn"]
+    assert all(a["AlarmActions"] == [topic] and a["OKActions"] == [topic] for a in alarms)
+    assert topic in [t["TopicArn"] for t in client("sns").list_topics()["Topics"]]
+
+
+def test_the_dashboard_exists_and_names_the_created_resources(deployed, settings):
+    body = json.loads(client("cloudwatch").get_dashboard(DashboardName=deployed["DashboardName"])["DashboardBody"])
+    text = json.dumps(body)
+    assert "${" not in text
+    for fn in tmpl.app_functions():
+        assert f'"{function_name(fn.name)}"' in text
+    alarm_arns = {a["AlarmArn"] for a in client("cloudwatch").describe_alarms(MaxRecords=100)["MetricAlarms"]}
+    [widget] = [w for w in body["widgets"] if w["type"] == "alarm"]
+    assert set(widget["properties"]["alarms"]) == alarm_arns
+    assert deployed["DashboardURL"].endswith(f"#dashboards:name={deployed['DashboardName']}")
+
+
+def test_unknown_routes_answer_404_not_found(deployed):
+    from chalicelib.errors import NO_ROUTE
+    apigw = client("apigateway")
+    [api] = apigw.get_rest_apis()["items"]
+    response = apigw.get_gateway_response(restApiId=api["id"], responseType="MISSING_AUTHENTICATION_TOKEN")
+    assert str(response["statusCode"]) == "404"
+    assert json.loads(response["responseTemplates"]["application/json"]) == {"Code": "NotFoundError",
+                                                                             "Message": NO_ROUTE}

@@ -173,3 +173,120 @@ def test_every_stack_generates_its_own_cursor_signing_key(sam_template):
     reference = {"Fn::Sub": "{{resolve:secretsmanager:${%s}:SecretString}}" % tmpl.CURSOR_KEY}
     for fn in tmpl.app_functions():
         assert res[fn.logical_id]["Properties"]["Environment"]["Variables"]["CURSOR_SIGNING_KEY"] == reference
+
+
+# -- observability: tracing, alarms, dashboard (checked after SAM translation) -------------------
+
+def by_type(template: dict, kind: str) -> dict:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_every_function_and_the_api_stage_trace_to_xray(cfn_template):
+    functions = by_type(cfn_template, "AWS::Lambda::Function")
+    assert len(functions) == len(tmpl.app_functions())
+    for name, fn in functions.items():
+        assert fn["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
+        role = cfn_template["Resources"][fn["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+        actions = {a for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] for a in s["Action"]}
+        assert {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} <= actions, name
+    [stage] = by_type(cfn_template, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["TracingEnabled"] is True
+
+
+def test_unknown_routes_answer_404_in_the_error_shape(cfn_template):
+    from chalicelib.errors import NO_ROUTE
+    response = cfn_template["Resources"]["RestAPI"]["Properties"]["Body"][tmpl.GATEWAY_RESPONSES_KEY][
+        "MISSING_AUTHENTICATION_TOKEN"]
+    assert response["statusCode"] == 404
+    assert json.loads(response["responseTemplates"]["application/json"]) == {"Code": "NotFoundError", "Message": NO_ROUTE}
+
+
+def alarms_by_metric(template: dict) -> dict[tuple, dict]:
+    out = {}
+    for logical, alarm in by_type(template, "AWS::CloudWatch::Alarm").items():
+        p = alarm["Properties"]
+        dims = tuple((d["Name"], json.dumps(d["Value"], sort_keys=True)) for d in p["Dimensions"])
+        out[(p["Namespace"], p["MetricName"], dims)] = {**p, "logical_id": logical}
+    return out
+
+
+def test_alarms_cover_every_dlq_function_and_the_service_metrics(cfn_template):
+    from chalicelib import observability
+    found = alarms_by_metric(cfn_template)
+    res = cfn_template["Resources"]
+    for spec in resources.QUEUES:
+        dims = (("QueueName", json.dumps({"Fn::GetAtt": [spec.dlq_logical_id, "QueueName"]})),)
+        alarm = found.pop(("AWS/SQS", "ApproximateNumberOfMessagesVisible", dims))
+        assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["Statistic"]) == (0, "GreaterThanThreshold",
+                                                                                         "Maximum")
+        assert res[spec.dlq_logical_id]["Properties"]["QueueName"] == spec.dlq_name
+    for fn in tmpl.app_functions():
+        assert res[fn.logical_id]["Type"] == "AWS::Lambda::Function"
+        for metric in ("Errors", "Throttles"):
+            alarm = found.pop(("AWS/Lambda", metric, (("FunctionName", json.dumps({"Ref": fn.logical_id})),)))
+            assert (alarm["Threshold"], alarm["Statistic"]) == (0, "Sum")
+    service = (("service", json.dumps(observability.SERVICE)),)
+    p95 = found.pop((observability.NAMESPACE, "PipelineDuration", service))
+    assert p95["ExtendedStatistic"] == "p95" and p95["Threshold"] == 60_000 and p95["Unit"] == "Milliseconds"
+    archive = found.pop((observability.NAMESPACE, "ArchiveBuildsFailed", service))
+    assert archive["Threshold"] == 0 and archive["Statistic"] == "Sum"
+    [stage] = by_type(cfn_template, "AWS::ApiGateway::Stage").values()
+    api = found.pop(("AWS/ApiGateway", "5XXError", (("ApiName", json.dumps({"Ref": "AWS::StackName"})),
+                                                    ("Stage", json.dumps(stage["Properties"]["StageName"])))))
+    assert api["Statistic"] == "Average" and api["Threshold"] == 0.05 and api["DatapointsToAlarm"] == 2
+    # the API's name, which the 5xx metric is reported under, is the stack's name
+    assert res["RestAPI"]["Properties"]["Name"] == {"Ref": "AWS::StackName"}
+    assert not found, f"alarms nobody checked: {sorted(found)}"
+    for alarm in by_type(cfn_template, "AWS::CloudWatch::Alarm").values():
+        p = alarm["Properties"]
+        assert p["AlarmActions"] == p["OKActions"] == [{"Ref": "AlarmTopic"}] and p["TreatMissingData"] == "notBreaching"
+        assert p["AlarmDescription"]
+    assert res["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def dashboard_body(template: dict, names: dict) -> dict:
+    [board] = by_type(template, "AWS::CloudWatch::Dashboard").values()
+    body = board["Properties"]["DashboardBody"]["Fn::Sub"]
+    import re
+    return json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1)], body))
+
+
+def test_the_dashboard_draws_every_metric_queue_function_and_alarm(cfn_template):
+    from chalicelib import observability
+    alarm_ids = list(by_type(cfn_template, "AWS::CloudWatch::Alarm"))
+    names = {"AWS::Region": "eu-west-1", "AWS::StackName": "imgbatch-prod",
+             **{fn.logical_id: f"imgbatch-prod-{fn.name}" for fn in tmpl.app_functions()},
+             **{f"{a}.Arn": f"arn:aws:cloudwatch:eu-west-1:1:alarm:{a}" for a in alarm_ids}}
+    widgets = dashboard_body(cfn_template, names)["widgets"]
+    [alarm_widget] = [w for w in widgets if w["type"] == "alarm"]
+    assert sorted(alarm_widget["properties"]["alarms"]) == sorted(names[f"{a}.Arn"] for a in alarm_ids)
+    metrics = [m for w in widgets if w["type"] == "metric" for m in w["properties"]["metrics"]]
+    text = json.dumps(metrics)
+    for spec in observability.METRICS:
+        if spec.dimension:
+            assert f'MetricName=\\"{spec.name}\\"' in text and f"{spec.dimension},service" in text, spec.name
+        else:
+            assert [observability.NAMESPACE, spec.name, "service", observability.SERVICE] in metrics, spec.name
+    for spec in resources.QUEUES:
+        assert ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", spec.dlq_name,
+                {"stat": "Maximum", "label": spec.dlq_name}] in metrics
+    for fn in tmpl.app_functions():
+        assert any(m[:4] == ["AWS/Lambda", "Errors", "FunctionName", f"imgbatch-prod-{fn.name}"] for m in metrics)
+    assert all(w["properties"].get("region", "eu-west-1") == "eu-west-1" for w in widgets)
+    # no two widgets overlap on the grid
+    cells = [(w["x"], w["y"]) for w in widgets]
+    assert len(cells) == len(set(cells))
+
+
+def test_a_new_queue_or_metric_gets_its_alarm_and_widget(monkeypatch):
+    """The monitoring loops over the registries: nothing to add by hand."""
+    from chalicelib import observability
+    extra = replace(resources.ARCHIVES, key="thumbs", name="imgbatch-thumbs", env="THUMB_QUEUE_URL",
+                    logical_id="ThumbQueue", handler="build_archive")
+    monkeypatch.setattr(resources, "QUEUES", resources.QUEUES + (extra,))
+    metric = observability.MetricSpec("ThumbsDrawn", "Count", help="thumbnails drawn")
+    monkeypatch.setattr(observability, "METRICS", observability.METRICS + (metric,))
+    built = tmpl.build()
+    assert "ThumbDeadLetterQueueDepthAlarm" in built["Resources"]
+    body = built["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert "imgbatch-thumbs-dlq" in body and '"ThumbsDrawn"' in body
