@@ -383,7 +383,7 @@ def register_uploads(event):
     container = wiring.get()
     processor = container.processor
     return _partial_failures(handle_sqs_records(processor.register_key, _sqs_records(event), processor.prefetch,
-                                                container.observability))
+                                                obs=container.observability))
 
 
 @app.on_sqs_message(**resources.UPLOADS.event_source())
@@ -391,7 +391,7 @@ def process_upload(event):
     """Registered uploads (and retries) -> the pipelines, one file at a time."""
     from chalicelib.adapters.sqs_events import handle_sqs_records
     return _partial_failures(handle_sqs_records(wiring.get().processor.process_key, _sqs_records(event),
-                                                wiring.get().observability))
+                                                obs=wiring.get().observability))
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="expire_uploads")
