@@ -17,7 +17,7 @@ from pynamodb.connection import Connection
 from .adapters.models import Models, build_models
 from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
-from .resources import ARCHIVES, UPLOADS, Created, create_all
+from .resources import ARCHIVES, ARRIVALS, UPLOADS, Created, create_all
 from .settings import Settings
 
 
@@ -87,6 +87,22 @@ class Container:
     def queue(self):
         from .adapters.queue import UploadQueue
         return UploadQueue(self.sqs, self.settings.queue_url(UPLOADS.key))
+
+    @cached_property
+    def arrival_queue(self):
+        """The arrivals queue, in the shape of S3's notifications (drop folders' files go this way)."""
+        from .adapters.queue import UploadQueue
+        return UploadQueue(self.sqs, self.settings.queue_url(ARRIVALS.key))
+
+    @cached_property
+    def multipart(self):
+        from .services.multipart import MultipartService
+        return MultipartService(self.repository, self.storage, self.settings)
+
+    @cached_property
+    def dropfolders(self):
+        from .services.dropfolders import DropFolderService
+        return DropFolderService(self.repository, self.storage, self.settings, self.batches, self.arrival_queue)
 
     @cached_property
     def processor(self):
@@ -167,6 +183,11 @@ class InMemoryContainer(Container):
     def archive_queue(self):
         from .adapters.memory import MemoryArchiveQueue
         return MemoryArchiveQueue()
+
+    @cached_property
+    def arrival_queue(self):
+        from .adapters.memory import MemoryProcessingQueue
+        return MemoryProcessingQueue()
 
 
 _lock = threading.Lock()

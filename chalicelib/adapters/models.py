@@ -153,7 +153,7 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: 
         updated_at=UnicodeAttribute(null=True),
     ))
 
-    # Counters, per-owner figures, API tokens and archive build locks: small items whose key prefix
+    # Counters, per-owner figures, API tokens, archive build locks and drop folders: small items whose key prefix
     # says which (adapters/repository.py MetaKey), so they share one table and its attributes.
     meta_attrs = dict(
         Meta=_meta(meta, region, host),
@@ -167,6 +167,8 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, region: 
         state=UnicodeAttribute(null=True),
         started_at=UnicodeAttribute(null=True),
         expires=TTLAttribute(null=True),
+        # drop folders: the batch a folder became (state "creating" while it is being made)
+        batch_id=UnicodeAttribute(null=True),
     )
     meta_attrs["Meta"].ttl_attribute = "expires"
     for status in ("queued", "processing", "completed", "completed_with_errors", "failed", "cancelled"):

@@ -86,6 +86,12 @@ class MetaKey:
         """`state`/`started_at` while one archive build of that content runs (expires by TTL)."""
         return f"archive#{batch_id}#{fingerprint}"
 
+    @staticmethod
+    def drop_folder(owner: str, folder: str) -> str:
+        """`batch_id`, `state` and `started_at` (its last change) of the batch a drop folder
+        became. Owner and folder are S3 key segments, so the "/" between them cannot be ambiguous."""
+        return f"drop#{owner}/{folder}"
+
 
 def batch_index_keys(owner: str, prefix: str, status: str, created_sk: str) -> dict:
     return {
@@ -477,6 +483,43 @@ class DynamoRepository:
 
     def release_archive_build(self, batch_id: str, fingerprint: str) -> None:
         self.m.Meta(MetaKey.build_lock(batch_id, fingerprint)).delete()
+
+    # -- drop folders ------------------------------------------------------------
+    def claim_drop_folder(self, owner: str, folder: str, batch_id: str, now: str, stale_before: str) -> bool:
+        M = self.m.Meta
+        claim = M(MetaKey.drop_folder(owner, folder), owner=owner, batch_id=batch_id, state="creating", started_at=now)
+        stale = (M.batch_id == batch_id) & (M.state == "creating") & (M.started_at < stale_before)
+        try:
+            claim.save(condition=M.id.does_not_exist() | stale)
+        except PutError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def drop_folder_created(self, owner: str, folder: str, batch_id: str, now: str) -> None:
+        M = self.m.Meta
+        try:
+            M(MetaKey.drop_folder(owner, folder)).update(actions=[M.state.set("created"), M.started_at.set(now)],
+                                                         condition=M.batch_id == batch_id)
+        except UpdateError as exc:
+            if not _conflict(exc):
+                raise
+
+    def drop_folder(self, owner: str, folder: str) -> dict | None:
+        try:
+            item = self.m.Meta.get(MetaKey.drop_folder(owner, folder), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return {"batch_id": item.batch_id, "state": item.state, "updated_at": item.started_at}
+
+    def release_drop_folder(self, owner: str, folder: str, batch_id: str) -> None:
+        M = self.m.Meta
+        try:
+            M(MetaKey.drop_folder(owner, folder)).delete(condition=M.batch_id == batch_id)
+        except DeleteError as exc:
+            if not _conflict(exc):
+                raise
 
     # -- API tokens (stored hashed) -----------------------------------------
     def owner_for_token(self, digest: str) -> str | None:

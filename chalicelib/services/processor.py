@@ -12,14 +12,15 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from ..domain import imaging
+from ..domain import imaging, large_inputs
+from ..domain.dropfolders import drop_job_id
 from ..domain.pipelines import DEFAULTS, SETTINGS
 from ..domain.batches import (
     CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_FAILED, JOB_PROCESSING, QUEUED,
     final_status,
 )
 from ..errors import Conflict
-from ..domain.keys import output_key, parse_upload_key, preview_key
+from ..domain.keys import output_key, parse_drop_key, parse_upload_key, preview_key, upload_prefix
 from .clock import iso, utcnow
 from .ownership import owned_batch
 
@@ -78,24 +79,36 @@ class Processor:
         self.queue.enqueue_keys(keys)
 
     def _locate(self, key: str):
-        """(batch, job) for an object that should be processed, or what happened to it instead."""
+        """(batch, job) for an object that should be processed, or what happened to it instead.
+        Uploads (uploads/...) nobody expects are removed; drop-folder objects never are: they are
+        the studio's, and go only with their batch (services/deletion.py)."""
         ids = parse_upload_key(key)
+        ours = ids is not None
         if ids is None:
-            log.warning("ignoring object outside the upload layout: %r", key)
-            return "ignored"
+            ids = self._drop_ids(key)
+            if ids is None:
+                log.warning("ignoring object outside the upload layout and outside any drop folder batch: %r", key)
+                return "ignored"
         batch_id, job_id = ids
         job = self.repo.get_job(batch_id, job_id)
         batch = self.repo.get_batch(batch_id) if job else None
         if job is None or batch is None or job["key"] != key or batch["status"] == DELETING:
             # No batch asked for this object (deleted, being deleted, or never issued): drop it.
-            log.warning("removing %r: no batch expects it", key)
-            self.storage.delete(key)
+            log.warning("%s %r: no batch expects it", "removing" if ours else "ignoring", key)
+            if ours:
+                self.storage.delete(key)
             return "ignored"
         if batch["status"] == CANCELLED:
-            if job["status"] in (JOB_AWAITING, JOB_CANCELLED):
+            if ours and job["status"] in (JOB_AWAITING, JOB_CANCELLED):
                 self.storage.delete(key)  # arrived after cancel: not processed, not kept
             return "cancelled"
         return batch, job
+
+    def _drop_ids(self, key: str) -> tuple[str, str] | None:
+        """(batch_id, job_id) of a drop-folder object: its folder names the batch, its key the job."""
+        drop = parse_drop_key(key)
+        held = self.repo.drop_folder(drop.owner, drop.folder) if drop and not drop.is_marker else None
+        return (held["batch_id"], drop_job_id(held["batch_id"], key)) if held else None
 
     # -- one uploaded object ---------------------------------------------------
     def process_key(self, key: str) -> str:
@@ -154,9 +167,14 @@ class Processor:
             if size != int(job["size"]):
                 raise imaging.ImageError("size_mismatch", f"uploaded {size} bytes but the batch declared "
                                                           f"{int(job['size'])} bytes for this file")
+            if size > self.settings.limits.max_file_size:   # drop folders hold files of any size
+                raise imaging.ImageError("file_too_large", f"the file is {size} bytes, over the per-file limit "
+                                                           f"of {self.settings.limits.max_file_size} bytes")
             for chunk in body.iter_chunks(1024 * 1024):
                 spool.write(chunk)
-            spool.seek(0)
+            dropped = large_inputs.prepare(spool, size)
+            if dropped:
+                log.info("%s: decoding without %s", job["key"], ", ".join(dropped))
             # render() decides the type by the bytes and refuses anything else
             pipelines = batch["pipelines"]
             rendered = imaging.render(spool, render_specs(pipelines), self.limits, preview=True)
@@ -212,6 +230,7 @@ class Processor:
         pending = list(self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)))
         with ThreadPoolExecutor(max_workers=8) as pool:
             moved = sum(pool.map(lambda j: self.repo.cancel_job(j, now), pending))
+        self.storage.abort_multipart_uploads(upload_prefix(batch_id))   # nothing more is accepted
         self.repo.settle_cancel(batch_id)
         return moved
 
@@ -264,16 +283,20 @@ class Processor:
             if batch is None or batch["status"] in FINAL_STATUSES or batch["status"] == DELETING:
                 continue
             message = f"the file was not uploaded before the upload deadline ({batch['upload_expires_at']})"
+            expired_here = 0
             for job in self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)):
                 if job["status"] == JOB_AWAITING:
                     if self.storage.head(job["key"]) is not None:
                         self.register_key(job["key"])
                     else:
-                        expired += self.repo.expire_job(job, self.now(), message)
+                        expired_here += self.repo.expire_job(job, self.now(), message)
                 elif job["updated_at"] < stale:
                     expired += self.repo.finish_job(job, int(job["attempt"]), self.now(), error=(
                         "processing_failed", "processing did not finish after every retry; retry the batch "
                                              "to try again"))
+            if expired_here:   # uploads in parts that did not finish in time: their parts go too
+                self.storage.abort_multipart_uploads(upload_prefix(batch_id))
+            expired += expired_here
             self.finalize_if_done(batch_id)
         for batch_id in self.repo.interrupted_cancels():
             self.cancel_pending_jobs(batch_id)
