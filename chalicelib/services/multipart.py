@@ -35,14 +35,14 @@ class MultipartService:
     def start(self, owner: str, batch_id: str, job_id: str, params: dict) -> dict:
         """The job's upload in progress (a new one when there is none): its parts S3 holds and
         presigned URLs for the parts still to send after part `after`, `limit` at a time."""
+        after = _int_param(params, "after", 0)
+        limit = limit_param(params, "limit", PARTS_PAGE_DEFAULT, PARTS_PAGE_MAX)
         batch, job = self._job(owner, batch_id, job_id)
         self._check_uploadable(batch, job)
         remaining = self._remaining(batch)
         plan = self.plan(job)
         upload_id, held = self._current(job, create=True)
         check = plan.check({n: p["size"] for n, p in held.items()})
-        after = _int_param(params, "after", 0)
-        limit = limit_param(params, "limit", PARTS_PAGE_DEFAULT, PARTS_PAGE_MAX)
         todo = [n for n in check.to_send if n > after]
         page = todo[:limit]
         parts = [{"part_number": n, "size": plan.length(n),

@@ -28,7 +28,7 @@ from workload import Workload
 from chalicelib import resources
 from deploy import template as tmpl
 
-APP_PREFIXES = ("uploads/", "outputs/", "archives/")
+APP_PREFIXES = ("uploads/", "outputs/", "archives/", "drop/")
 
 
 def function_name(name: str) -> str:
@@ -103,7 +103,7 @@ def policies(deployed, functions) -> dict[str, list[Statement]]:
 
 
 def missing_grants(needs: set[Need], granted: list[Statement]) -> list[str]:
-    return sorted(f"{n.action} on {n.resource}" + (f" (prefix {n.prefix!r})" if n.action == "s3:ListBucket" else "")
+    return sorted(f"{n.action} on {n.resource}" + (f" (prefix {n.prefix!r})" if n.action.startswith("s3:ListBucket") else "")
                   + f"  <- {n.why}" for n in needs if not any(s.allows(n) for s in granted))
 
 
