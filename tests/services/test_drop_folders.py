@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.dropfolders import drop_batch_id
+from chalicelib.errors import Conflict
 from tests import images
 
 
@@ -68,6 +69,12 @@ def test_a_folder_and_its_marker_become_a_batch_processed_in_place(drops):
                                     "notes.txt": b"call the client"})
     assert ready(drops, "shoot-1", marker(drops, description="Spring shoot")) == "created"
     assert sorted(drops.arrival_queue.take()) == sorted(keys) and drops.queue.take() == []
+    # until they arrive, nobody may upload over the studio's files: no links, no uploads in parts
+    bid = drops.batches.list("alice", {})["batches"][0]["id"]
+    assert drops.batches.uploads("alice", bid, {})["uploads"] == []
+    job = next(iter(drops.repo.all_jobs(bid)))
+    with pytest.raises(Conflict, match="came from a drop folder"):
+        drops.multipart.start("alice", bid, job["job_id"], {})
     drops.arrival_queue._send(keys)
     assert arrivals(drops) == ["registered"] * 3
     assert sorted(drops.drain()) == ["completed", "completed", "failed"]
@@ -198,6 +205,9 @@ def test_cancel_keeps_the_folder_and_unknown_drop_objects_are_never_removed(drop
     drops.processor.cancel("alice", b["id"])
     assert drops.drain() == ["cancelled", "cancelled"]
     assert all(drops.storage.head(k) for k in keys)   # the studio's files stay until the batch is deleted
+    late = write(drops, "f", {"late.png": images.png()})[0]   # after the marker: no job of the batch
+    assert drops.processor.register_key(late) == "ignored" and drops.processor.process_key(late) == "ignored"
+    assert drops.storage.head(late) is not None
     write(drops, "nobody", {"x.png": images.png()})
     assert drops.processor.register_key("drop/alice/nobody/x.png") == "ignored"
     assert drops.processor.process_key("drop/alice/nobody/x.png") == "ignored"
