@@ -93,7 +93,8 @@ class Processor:
         job = self.repo.get_job(batch_id, job_id)
         batch = self.repo.get_batch(batch_id) if job else None
         if job is None or batch is None or job["key"] != key or batch["status"] == DELETING:
-            # No batch asked for this object (deleted, being deleted, or never issued): drop it.
+            # No batch asked for this object (deleted, being deleted, or never issued): an upload
+            # goes; a drop-folder object stays with its folder.
             log.warning("%s %r: no batch expects it", "removing" if ours else "ignoring", key)
             if ours:
                 self.storage.delete(key)

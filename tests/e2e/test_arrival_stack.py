@@ -255,3 +255,43 @@ def test_the_web_ui_continues_an_upload_in_parts_after_a_reload(stack, http, pip
         context.close()
         browser.close()
     assert not errors, errors
+
+
+def test_uploads_in_parts_conform_to_the_spec_with_real_data(stack, http, pipeline, tmp_path):
+    """Every answer of the multipart routes, from a real upload, checked against the OpenAPI spec
+    the stack serves (as tests/deploy/test_deploy_schemathesis.py checks the other routes)."""
+    import schemathesis
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json")
+
+    def call(method, path, params, query=None, body=None, expect=None):
+        kwargs = {"path_parameters": params, "query": query or {}}
+        if body is not None:
+            kwargs.update(body=body, media_type="application/json")
+        response = schema[path][method].Case(**kwargs).call_and_validate(
+            base_url=stack.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
+            excluded_checks=[positive_data_acceptance])
+        assert expect is None or response.status_code == expect, (method, path, response.status_code, response.text)
+        return response.json() if response.content else None
+
+    data = b"II*\x00" + bytes(12 * MIB)
+    created = call("POST", "/batches", {}, body={"pipeline_ids": [pipeline["id"]], "files": [
+        {"name": "spec.tif", "size": len(data), "content_type": "image/tiff"}]}, expect=201)
+    [u] = created["uploads"]
+    assert u["method"] == "MULTIPART"
+    ids = {"batch_id": created["batch"]["id"], "job_id": u["job_id"]}
+    path = "/batches/{batch_id}/jobs/{job_id}/multipart"
+    first = call("POST", path, ids, query={"limit": 1}, expect=200)["upload"]
+    assert first["next_after"] == 1
+    part = first["parts"][0]
+    assert requests.put(part["url"], data=data[:part["size"]], timeout=60).status_code == 200
+    call("POST", path + "/complete", ids, expect=400)
+    rest = call("POST", path, ids, expect=200)["upload"]
+    for part in rest["parts"]:
+        begin = (part["part_number"] - 1) * rest["part_size"]
+        assert requests.put(part["url"], data=data[begin:begin + part["size"]], timeout=60).status_code == 200
+    call("POST", path + "/complete", ids, expect=200)
+    call("POST", path + "/complete", ids, expect=200)
+    call("DELETE", path, ids, expect=204)
+    call("GET", "/batches/{batch_id}/uploads", {"batch_id": ids["batch_id"]}, expect=200)
