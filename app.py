@@ -256,6 +256,23 @@ def batch_uploads(owner, batch_id):
     return _svc().batches.uploads(owner, batch_id, _params())
 
 
+# -- uploads in parts (files above MULTIPART_THRESHOLD; README "Uploads in parts") ------
+@api("/batches/{batch_id}/jobs/{job_id}/multipart", methods=["POST"])
+def start_multipart(owner, batch_id, job_id):
+    """Start or resume: the parts S3 holds and presigned URLs for the parts still to send."""
+    return _svc().multipart.start(owner, batch_id, job_id, _params())
+
+
+@api("/batches/{batch_id}/jobs/{job_id}/multipart/complete", methods=["POST"])
+def complete_multipart(owner, batch_id, job_id):
+    return _svc().multipart.complete(owner, batch_id, job_id)
+
+
+@api("/batches/{batch_id}/jobs/{job_id}/multipart", methods=["DELETE"])
+def abort_multipart(owner, batch_id, job_id):
+    _svc().multipart.abort(owner, batch_id, job_id)
+
+
 @api("/batches/{batch_id}/cancel", methods=["POST"])
 def cancel_batch(owner, batch_id):
     return {"batch": batch_view(_svc().processor.cancel(owner, batch_id))}
@@ -384,6 +401,16 @@ def register_uploads(event):
     processor = container.processor
     return _partial_failures(handle_sqs_records(processor.register_key, _sqs_records(event), processor.prefetch,
                                                 obs=container.observability))
+
+
+@app.on_sqs_message(**resources.DROPS.event_source())
+def register_drop(event):
+    """A drop folder's marker (drop/{owner}/{folder}/_READY) -> a batch of the folder's objects,
+    whose files then arrive through the arrivals queue like uploads."""
+    from chalicelib.adapters.sqs_events import handle_sqs_records
+    drops = wiring.get().dropfolders
+    return _partial_failures(handle_sqs_records(lambda key, _job: drops.marker_arrived(key), _sqs_records(event),
+                                                obs=wiring.get().observability))
 
 
 @app.on_sqs_message(**resources.UPLOADS.event_source())

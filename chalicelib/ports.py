@@ -124,7 +124,21 @@ class TokenStore(Protocol):
     def save_token(self, digest: str, owner: str) -> None: ...
 
 
-class Repository(PipelineStore, BatchStore, TokenStore, Protocol):
+class DropFolderStore(Protocol):
+    """Which batch a drop folder became (services/dropfolders.py). One batch per folder at a
+    time: the claim is a lease while the batch is being created, then the folder's record."""
+
+    def claim_drop_folder(self, owner: str, folder: str, batch_id: str, now: str, stale_before: str) -> bool:
+        """True when the caller may create `batch_id` from the folder now: the folder was free,
+        or its claim for this very batch was left `creating` before `stale_before` (a crash)."""
+    def drop_folder_created(self, owner: str, folder: str, batch_id: str, now: str) -> None: ...
+    def drop_folder(self, owner: str, folder: str) -> dict | None:
+        """{"batch_id", "state" ("creating" | "created"), "updated_at"} or None."""
+    def release_drop_folder(self, owner: str, folder: str, batch_id: str) -> None:
+        """Free the folder if `batch_id` holds it (its batch was deleted, or never made)."""
+
+
+class Repository(PipelineStore, BatchStore, TokenStore, DropFolderStore, Protocol):
     """Everything the services keep in the database."""
 
 
@@ -141,6 +155,10 @@ class ObjectStore(Protocol):
                      file_name: str | None = None) -> dict: ...
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> int: ...
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """(key, size) of every object under prefix, in key order."""
+    def abort_multipart_uploads(self, prefix: str) -> int:
+        """Abort every multipart upload in progress under prefix; how many there were."""
     def browser_origins(self, probe_key: str) -> list[str]:
         """The origins a browser talks to for presigned transfers (for the UI's CSP)."""
 
@@ -164,10 +182,28 @@ class MultipartStore(Protocol):
         """Abort every unfinished upload of `key` except `keep`; returns how many."""
 
 
+class PresignedMultipart(Protocol):
+    """S3 multipart uploads that clients fill through presigned UploadPart URLs
+    (services/multipart.py). Part numbers are 1-based."""
+    def start_multipart(self, key: str, content_type: str) -> str:
+        """A new multipart upload of `key`; its upload id."""
+    def multipart_uploads(self, prefix: str) -> list[dict]:
+        """[{"key", "upload_id", "initiated"}] in progress under prefix, oldest first (ties by id)."""
+    def list_parts(self, key: str, upload_id: str) -> dict[int, dict] | None:
+        """part number -> {"size", "etag"} of the parts S3 holds; None when there is no such upload."""
+    def presign_part(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        """A PUT URL for one part that S3 accepts only with exactly `size` bytes (signed Content-Length)."""
+    def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """Join the (number, etag) parts into the object (S3 then announces ObjectCreated)."""
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort one upload; one that is gone already is fine."""
+
+
 class ProcessingQueue(Protocol):
     def enqueue_keys(self, keys: list[str], jobs: list[dict] | None = None) -> None:
         """Ask for these uploads to be processed (again), each with its job's state when known
-        (so the processing function need not read it)."""
+        (so the processing function need not read it). The arrivals queue has the same
+        shape: there it asks for objects to be registered as arrived (drop folders' files)."""
 
 
 class MaintenanceQueue(Protocol):

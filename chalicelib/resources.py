@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from .adapters.models import Models
-from .domain.keys import ARCHIVE_PREFIX, UPLOAD_PREFIX
+from .domain.keys import ARCHIVE_PREFIX, DROP_MARKER, DROP_PREFIX, UPLOAD_PREFIX
 
 QUEUE_VISIBILITY_TIMEOUT = 960   # > the processing function's 900 s timeout, as AWS requires
 QUEUE_MAX_RECEIVES = 5           # then the message goes to the dead-letter queue
@@ -20,6 +20,9 @@ QUEUE_RETENTION_SECONDS = 4 * 24 * 3600   # SQS's default, stated: the DLQ must 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 ABORT_MULTIPART_DAYS = 1
 ARCHIVE_RETENTION_DAYS = 7
+# Drop folders are an inbox, not storage: a folder's objects go 30 days after they were written
+# (with their batch before that, if it is deleted); outputs and archives are elsewhere.
+DROP_RETENTION_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class QueueSpec:
     max_concurrency: int | None = None       # Lambda's MaximumConcurrency for the event source
     report_failures: bool = True             # the handler returns {"batchItemFailures": [...]}
     s3_prefixes: tuple[str, ...] = ()        # S3 ObjectCreated under these prefixes is sent here
+    s3_suffix: str | None = None             # ... when the key also ends with this
     local_workers: int | None = 1            # pollers in the local stack; None: the WORKERS setting
     visibility_timeout: int = QUEUE_VISIBILITY_TIMEOUT
     max_receives: int = QUEUE_MAX_RECEIVES
@@ -123,7 +127,11 @@ DELIVERIES = QueueSpec("deliveries", "imgbatch-deliveries", "DELIVERY_QUEUE_URL"
 # Bounded steps of work too long for the request that asks for it (services/maintenance.py).
 MAINTENANCE = QueueSpec("maintenance", "imgbatch-maintenance", "MAINTENANCE_QUEUE_URL", "MaintenanceQueue",
                         "run_maintenance", batch_size=1, report_failures=False)
-QUEUES = (ARRIVALS, UPLOADS, ARCHIVES, ARCHIVE_PARTS, DELIVERIES, MAINTENANCE)
+# Drop-folder markers (drop/{owner}/{folder}/_READY): each makes a batch of its folder's objects,
+# which then go through the arrivals queue like uploads. Other objects under drop/ announce nothing.
+DROPS = QueueSpec("drops", "imgbatch-drops", "DROP_QUEUE_URL", "DropQueue", "register_drop",
+                  batch_size=1, s3_prefixes=(DROP_PREFIX,), s3_suffix=DROP_MARKER)
+QUEUES = (ARRIVALS, UPLOADS, ARCHIVES, ARCHIVE_PARTS, DELIVERIES, MAINTENANCE, DROPS)
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,8 @@ def queue_spec(name: str) -> QueueSpec:
 
 CORS_RULES = [{
     "AllowedOrigins": ["*"],
-    "AllowedMethods": ["POST", "GET", "HEAD"],
+    # PUT: the parts of uploads in parts (presigned UploadPart URLs, each pinned to one part's size)
+    "AllowedMethods": ["POST", "PUT", "GET", "HEAD"],
     "AllowedHeaders": ["*"],
     "ExposeHeaders": ["ETag", "Content-Disposition", "Content-Length"],
     "MaxAgeSeconds": 3600,
@@ -166,6 +175,8 @@ LIFECYCLE_RULES = [
      "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_DAYS}},
     {"ID": "expire-archives", "Status": "Enabled", "Filter": {"Prefix": ARCHIVE_PREFIX},
      "Expiration": {"Days": ARCHIVE_RETENTION_DAYS}},
+    {"ID": "expire-drop-folders", "Status": "Enabled", "Filter": {"Prefix": DROP_PREFIX},
+     "Expiration": {"Days": DROP_RETENTION_DAYS}},
 ]
 
 
@@ -233,7 +244,8 @@ def notification_configuration(queue_arns: dict[str, str]) -> dict:
         "Id": f"{prefix.strip('/')}-to-{spec.key}",
         "QueueArn": queue_arns[spec.key],
         "Events": ["s3:ObjectCreated:*"],
-        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]
+                           + ([{"Name": "suffix", "Value": spec.s3_suffix}] if spec.s3_suffix else [])}},
     } for spec in QUEUES for prefix in spec.s3_prefixes]}
 
 

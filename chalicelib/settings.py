@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .domain.batches import Limits
+from .domain.multipart import MAX_PART_SIZE, MIN_PART_SIZE
 from .resources import EVENT_BUS, QUEUES, TABLES, WEBHOOK_KEY
 
 
@@ -58,6 +59,13 @@ class Settings:
     local_api_tokens: Mapping[str, str] = field(default_factory=dict)
     # Pixel limit for decoding (see domain/imaging.py); per-file memory scales with it.
     max_pixels: int = 50_000_000
+    # Files above this many bytes are uploaded in parts (POST .../multipart), each part this size
+    # (grown for files that would need more than 10,000 parts); see domain/multipart.py.
+    multipart_threshold: int = 64 * 1024 * 1024
+    multipart_part_size: int = 16 * 1024 * 1024
+    # Owners whose drop folders (drop/{owner}/...) become batches; a marker anywhere else makes
+    # none. Locally: the owners of LOCAL_API_TOKENS unless DROP_FOLDER_OWNERS says otherwise.
+    drop_folder_owners: frozenset[str] = frozenset()
     cursor_signing_key: str = field(default=DEV_CURSOR_SIGNING_KEY, repr=False)
     # events and webhooks (API.md version 2)
     event_bus_name: str = EVENT_BUS.default
@@ -120,6 +128,15 @@ class Settings:
         attempts = num("WEBHOOK_MAX_ATTEMPTS", default.webhook_max_attempts)
         if not 1 <= attempts <= 50:
             raise ValueError(f"WEBHOOK_MAX_ATTEMPTS must be between 1 and 50, got {attempts}")
+
+        part_size = num("MULTIPART_PART_SIZE", default.multipart_part_size)
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ValueError(f"MULTIPART_PART_SIZE must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes "
+                             f"(S3's limits for a part), got {part_size}")
+        tokens = parse_tokens(env.get("LOCAL_API_TOKENS", ""))
+        owners = env.get("DROP_FOLDER_OWNERS")
+        drop_owners = frozenset(filter(None, (o.strip() for o in owners.split(",")))) if owners is not None \
+            else frozenset(tokens.values())
         cursor_key = env.get("CURSOR_SIGNING_KEY") or default.cursor_signing_key
         if len(cursor_key) < MIN_CURSOR_KEY_LENGTH:
             raise ValueError(f"CURSOR_SIGNING_KEY must be at least {MIN_CURSOR_KEY_LENGTH} characters, "
@@ -147,8 +164,11 @@ class Settings:
                 max_file_size=num("MAX_FILE_SIZE", default.limits.max_file_size),
                 max_batch_size=num("MAX_BATCH_SIZE", default.limits.max_batch_size),
             ),
-            local_api_tokens=parse_tokens(env.get("LOCAL_API_TOKENS", "")),
+            local_api_tokens=tokens,
             max_pixels=num("MAX_PIXELS", default.max_pixels),
+            multipart_threshold=num("MULTIPART_THRESHOLD", default.multipart_threshold),
+            multipart_part_size=part_size,
+            drop_folder_owners=drop_owners,
             cursor_signing_key=cursor_key,
             event_bus_name=env.get(EVENT_BUS.env) or default.event_bus_name,
             webhook_key_id=env.get(WEBHOOK_KEY.env) or default.webhook_key_id,

@@ -17,7 +17,7 @@ from pynamodb.connection import Connection
 from .adapters.models import Models, build_models
 from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
-from .resources import ARCHIVE_PARTS, ARCHIVES, DELIVERIES, MAINTENANCE, UPLOADS, Created, create_all
+from .resources import ARCHIVE_PARTS, ARCHIVES, ARRIVALS, DELIVERIES, MAINTENANCE, UPLOADS, Created, create_all
 from .settings import Settings
 
 
@@ -121,6 +121,22 @@ class Container:
         return UploadQueue(self.sqs, self.settings.queue_url(UPLOADS.key))
 
     @cached_property
+    def arrival_queue(self):
+        """The arrivals queue, in the shape of S3's notifications (drop folders' files go this way)."""
+        from .adapters.queue import UploadQueue
+        return UploadQueue(self.sqs, self.settings.queue_url(ARRIVALS.key))
+
+    @cached_property
+    def multipart(self):
+        from .services.multipart import MultipartService
+        return MultipartService(self.repository, self.storage, self.settings)
+
+    @cached_property
+    def dropfolders(self):
+        from .services.dropfolders import DropFolderService
+        return DropFolderService(self.repository, self.storage, self.settings, self.batches, self.arrival_queue)
+
+    @cached_property
     def processor(self):
         from .services.processor import Processor
         return Processor(self.repository, self.storage, self.settings, queue=self.queue,
@@ -196,7 +212,7 @@ class Container:
     @cached_property
     def maintenance(self):
         from .services.maintenance import Maintenance
-        return Maintenance(self.batches, self.deleter, self.processor)
+        return Maintenance(self.batches, self.deleter, self.processor, self.dropfolders)
 
     @cached_property
     def sweep(self):
@@ -257,6 +273,11 @@ class InMemoryContainer(Container):
     def maintenance_queue(self):
         from .adapters.memory import MemoryMaintenanceQueue
         return MemoryMaintenanceQueue()
+
+    @cached_property
+    def arrival_queue(self):
+        from .adapters.memory import MemoryProcessingQueue
+        return MemoryProcessingQueue()
 
 
 _lock = threading.Lock()

@@ -10,7 +10,8 @@ needs comes from here, derived from the same definitions `make run` and the test
 - every queue of the registry, each with its dead-letter queue,
 - per function: a fixed name, a log group with retention, the environment (every table name and
   queue URL the registry declares, and BUCKET_NAME, as Ref/Fn::Sub) and, for queue consumers that
-  report partial failures, ReportBatchItemFailures on their SQS event source,
+  report partial failures, ReportBatchItemFailures on their SQS event source; process_upload gets
+  the ephemeral storage (/tmp) its largest upload needs (Chalice has no setting for it),
 - API Gateway responses that answer auth failures in Chalice's error shape (no CORS: the API
   serves its own UI and is not meant to be read by other origins' pages),
 - the key that signs list cursors, generated once per stack in Secrets Manager and handed to the
@@ -47,6 +48,11 @@ UNAUTHORIZED_MESSAGE = MISSING_TOKEN
 CURSOR_KEY = "CursorSigningKey"
 LOG_LEVEL = "LogLevel"   # stack parameter: the functions' LOG_LEVEL (DEBUG while investigating)
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+# process_upload spools each upload to /tmp while decoding it (services/processor.py): /tmp holds
+# the largest file allowed plus this much for Python, Pillow and the outputs.
+SPOOLING_FUNCTIONS = ("process_upload",)
+TMP_HEADROOM_MB = 1024
+LAMBDA_TMP_MB = (512, 10240)
 
 
 class TemplateError(RuntimeError):
@@ -143,6 +149,18 @@ def table_names(config: dict, stage: str = DEFAULT_STAGE) -> dict[str, str]:
     if missing:
         raise TemplateError(f"stage {stage}: environment_variables lacks {', '.join(missing)}")
     return {t.key: env[t.env] for t in resources.TABLES}
+
+
+def ephemeral_storage_mb(config: dict, stage: str = DEFAULT_STAGE) -> int:
+    """/tmp for the functions that spool uploads: the stage's per-file limit plus headroom."""
+    from chalicelib.domain.batches import Limits
+    raw = stage_environment(config, stage).get("MAX_FILE_SIZE")
+    max_file = int(raw) if raw else Limits().max_file_size
+    size = max(LAMBDA_TMP_MB[0], -(-max_file // (1024 * 1024)) + TMP_HEADROOM_MB)
+    if size > LAMBDA_TMP_MB[1]:
+        raise TemplateError(f"stage {stage}: MAX_FILE_SIZE {max_file} needs {size} MB of /tmp in process_upload; "
+                            f"Lambda allows at most {LAMBDA_TMP_MB[1]} MB")
+    return size
 
 
 def models_for(config: dict, stage: str = DEFAULT_STAGE):
@@ -363,6 +381,8 @@ def build(config: dict | None = None, stage: str = DEFAULT_STAGE, functions: lis
             "Properties": {"LogGroupName": {"Fn::Sub": "/aws/lambda/${AWS::StackName}-" + fn.name.replace("_", "-")},
                            "RetentionInDays": LOG_RETENTION_DAYS}}
         properties: dict = {"FunctionName": fn.function_name, "Environment": {"Variables": dict(env)}}
+        if fn.name in SPOOLING_FUNCTIONS:
+            properties["EphemeralStorage"] = {"Size": ephemeral_storage_mb(config, stage)}
         if fn.queue:
             event = {"Queue": {"Fn::Sub": "${%s.Arn}" % queue_id(fn.queue)}}  # Chalice uses Fn::Sub too
             if resources.queue_spec(fn.queue).report_failures:

@@ -69,7 +69,7 @@ def batch_request(images: Sequence[ImageFile], pipeline_ids: list[str], *,
     return body
 
 
-def upload_tasks(images: Sequence[ImageFile], uploads: Sequence[dict]) -> list[UploadTask]:
+def upload_tasks(images: Sequence[ImageFile], uploads: Sequence[dict], batch_id: str | None = None) -> list[UploadTask]:
     """Pair each presigned upload with its local file.
 
     Pairs by file name; when the API has made a name safe (so it differs from ours) the upload
@@ -91,8 +91,11 @@ def upload_tasks(images: Sequence[ImageFile], uploads: Sequence[dict]) -> list[U
                 path=image.path,
                 size=image.size,
                 content_type=image.content_type,
-                url=upload["url"],
+                url=upload.get("url"),
                 fields=upload.get("fields") or {},
+                method=upload.get("method") or "POST",
+                batch_id=batch_id,
+                part_size=upload.get("part_size"),
             )
         )
     return tasks

@@ -151,7 +151,7 @@ def submit(app: App, paths: tuple[Path, ...], pipelines: tuple[str, ...], descri
     not_sent = max(0, len(found.images) - len(uploads))
     if not_sent:
         app.warn(f"The API returned upload links for only {len(uploads)} of {len(found.images)} files.")
-    upload_and_follow(app, batch, upload_tasks(found.images, uploads), paths, found,
+    upload_and_follow(app, batch, upload_tasks(found.images, uploads, batch["id"]), paths, found,
                       not_sent=not_sent, **follow)
 
 
@@ -164,8 +164,9 @@ def submit(app: App, paths: tuple[Path, ...], pipelines: tuple[str, ...], descri
 def resume(app: App, batch_ref: str, paths: tuple[Path, ...], **follow: Any) -> None:
     """Upload the files a batch is still waiting for, after Ctrl-C or failed uploads.
 
-    Give the same files or folders as to submit; files already uploaded are left alone.
-    Works until the batch's upload window closes.
+    Give the same files or folders as to submit; files already uploaded are left alone, and a
+    file uploaded in parts continues at its first missing part. Works until the batch's upload
+    window closes.
     """
     batch_id = batch_id_of(app, batch_ref)
     batch = without_jobs(app.api.get_batch(batch_id, jobs_limit=1))
@@ -185,7 +186,7 @@ def resume(app: App, batch_ref: str, paths: tuple[Path, ...], **follow: Any) -> 
         app.warn(f"{len(missing)} file(s) the batch waits for are not in the given paths: {shown}")
     app.say(f"Resuming batch {batch['base_directory_name']}: uploading {len(matched)} of the "
             f"{len(pending)} file(s) it is waiting for.")
-    tasks = upload_tasks([local[u["file_name"]] for u in matched], matched)
+    tasks = upload_tasks([local[u["file_name"]] for u in matched], matched, batch_id)
     upload_and_follow(app, batch, tasks, paths, found, not_sent=len(missing), **follow)
 
 

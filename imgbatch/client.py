@@ -96,10 +96,10 @@ class ApiClient:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        # Only GETs are retried: they are safe to repeat, while a repeated POST /batches would
-        # create a second batch.
-        attempts = GET_ATTEMPTS if method == "GET" else 1
+    def _send(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
+        # Only GETs and calls marked idempotent are retried: a repeated POST /batches would
+        # create a second batch, while starting or completing an upload in parts twice is harmless.
+        attempts = GET_ATTEMPTS if method == "GET" or idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
                 response = self._http.request(method, path, **kwargs)
@@ -169,6 +169,14 @@ class ApiClient:
             cursor = page.get("next_cursor")
             if not cursor:
                 return uploads
+
+    def start_multipart(self, batch_id: str, job_id: str, *, after: int | None = None) -> dict:
+        """Start or resume a file's upload in parts: {"upload": {"parts_uploaded", "parts", ...}}."""
+        return self._json("POST", f"/batches/{batch_id}/jobs/{job_id}/multipart",
+                          params=_drop_none({"after": after, "limit": 1000}), idempotent=True)
+
+    def complete_multipart(self, batch_id: str, job_id: str) -> dict:
+        return self._json("POST", f"/batches/{batch_id}/jobs/{job_id}/multipart/complete", idempotent=True)
 
     def get_batch(
         self, batch_id: str, *, jobs_limit: int | None = None, jobs_cursor: str | None = None

@@ -63,6 +63,15 @@ def upload_with_progress(app: App, tasks: list[UploadTask], concurrency: int) ->
     with render.upload_progress(app.err, disable=not app.show_progress) as progress:
         bar = progress.add_task("upload", total=total, files=f"0/{len(tasks)} files")
         finished = 0
+        parts: dict[str, tuple[int, int]] = {}   # file in parts -> (parts done, parts in all)
+
+        def show() -> None:
+            text = f"{finished}/{len(tasks)} files"
+            busy = [(name, done, of) for name, (done, of) in parts.items() if done < of]
+            if busy:
+                name, done, of = busy[0]
+                text += f" · {name}: part {done}/{of}" + (f" (+{len(busy) - 1} more in parts)" if len(busy) > 1 else "")
+            progress.update(bar, total=total, files=text)
 
         def on_done(result: UploadResult) -> None:
             nonlocal finished, total
@@ -70,10 +79,15 @@ def upload_with_progress(app: App, tasks: list[UploadTask], concurrency: int) ->
             if not result.ok:
                 # A failed file will never arrive: shrink the bar rather than leave it short.
                 total -= result.task.size
-            progress.update(bar, total=total, files=f"{finished}/{len(tasks)} files")
+            parts.pop(result.task.file_name, None)
+            show()
 
-        uploader = Uploader(app.storage, concurrency=concurrency, sleep=app.deps.sleep)
-        return uploader.run(tasks, on_bytes=lambda n: progress.advance(bar, n), on_done=on_done)
+        def on_part(task: UploadTask, done: int, of: int) -> None:
+            parts[task.file_name] = (done, of)
+            show()
+
+        uploader = Uploader(app.storage, api=app.api, concurrency=concurrency, sleep=app.deps.sleep)
+        return uploader.run(tasks, on_bytes=lambda n: progress.advance(bar, n), on_done=on_done, on_part=on_part)
 
 
 def report_uploads(app: App, batch: dict, results: list[UploadResult], failed: list[UploadResult],
@@ -84,6 +98,8 @@ def report_uploads(app: App, batch: dict, results: list[UploadResult], failed: l
     sent = sum(r.task.size for r in results if r.ok)
     app.say(f"Uploaded {len(results) - len(failed)} of {len(results)} files "
             f"({render.human_size(sent)}).")
+    for result in sorted((r for r in results if r.parts_total), key=lambda r: r.task.file_name):
+        app.note(f"  {result.task.file_name}: {parts_summary(result)}")
     if not failed:
         return
     app.error(f"{len(failed)} file(s) failed to upload:")
@@ -95,6 +111,19 @@ def report_uploads(app: App, batch: dict, results: list[UploadResult], failed: l
         f"  Try them again:  {resume_hint}\n"
         f"  Stop the batch:  imgbatch cancel {batch['id']}"
     )
+
+
+def parts_summary(result: UploadResult) -> str:
+    """What happened to a file uploaded in parts, e.g. 'in 19 parts: 7 were already uploaded,
+    sent 12 from part 8'."""
+    text = f"in {result.parts_total} parts: "
+    if result.parts_already:
+        text += f"{result.parts_already} already uploaded, "
+    if result.parts_sent:
+        text += f"sent {result.parts_sent} from part {result.first_part_sent}"
+    else:
+        text += "sent none"
+    return text
 
 
 def report_interrupted_upload(app: App, batch: dict, results: list[UploadResult], total: int,
@@ -110,9 +139,13 @@ def report_interrupted_upload(app: App, batch: dict, results: list[UploadResult]
 
 
 def upload_json(result: UploadResult) -> dict:
-    return {"job_id": result.task.job_id, "file_name": result.task.file_name,
-            "path": str(result.task.path), "ok": result.ok, "attempts": result.attempts,
-            "status": result.status, "error": result.error}
+    out = {"job_id": result.task.job_id, "file_name": result.task.file_name,
+           "path": str(result.task.path), "ok": result.ok, "attempts": result.attempts,
+           "status": result.status, "error": result.error, "method": result.task.method}
+    if result.parts_total:
+        out.update(parts_total=result.parts_total, parts_already=result.parts_already,
+                   parts_sent=result.parts_sent, first_part_sent=result.first_part_sent)
+    return out
 
 
 def archive_json(archive: SavedArchive | None) -> dict | None:

@@ -1,4 +1,5 @@
-"""Parallel uploads of local files to the presigned S3 POSTs returned by POST /batches."""
+"""Parallel uploads of local files: presigned S3 POSTs as returned by POST /batches, and uploads
+in parts for files above the service's multipart threshold (imgbatch/parts.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ class UploadTask:
     path: Path
     size: int
     content_type: str
-    url: str
+    url: str | None
     fields: Mapping[str, str]
+    method: str = "POST"            # or "MULTIPART": parts through the API (imgbatch/parts.py)
+    batch_id: str | None = None
+    part_size: int | None = None
 
 
 @dataclass
@@ -37,6 +41,10 @@ class UploadResult:
     attempts: int
     status: int | None = None
     error: str | None = None
+    parts_total: int | None = None    # uploads in parts: how many the file has,
+    parts_already: int = 0            # how many S3 held before this run (not sent again),
+    parts_sent: int = 0               # how many this run sent,
+    first_part_sent: int | None = None   # and where it began
 
 
 class UploadInterrupted(Exception):
@@ -96,12 +104,14 @@ class Uploader:
         self,
         http: httpx.Client,
         *,
+        api=None,
         concurrency: int = DEFAULT_CONCURRENCY,
         max_attempts: int = DEFAULT_ATTEMPTS,
         sleep: Callable[[float], None] | None = None,
         rand: Callable[[], float] | None = None,
     ) -> None:
         self._http = http
+        self._api = api   # the API client: uploads in parts get their part URLs from it
         self._concurrency = max(1, concurrency)
         self._max_attempts = max(1, max_attempts)
         self._sleep = sleep
@@ -114,9 +124,12 @@ class Uploader:
         *,
         on_bytes: Callable[[int], None] = lambda n: None,
         on_done: Callable[[UploadResult], None] = lambda r: None,
+        on_part: Callable[[UploadTask, int, int], None] = lambda task, done, total: None,
     ) -> list[UploadResult]:
-        """Upload every task; per-file failures are results, Ctrl-C is UploadInterrupted."""
+        """Upload every task; per-file failures are results, Ctrl-C is UploadInterrupted.
+        `on_part(task, parts done, parts in all)` follows files uploaded in parts."""
         self._cancel.clear()
+        self._on_part = on_part
         results: list[UploadResult] = []
         pool = ThreadPoolExecutor(
             max_workers=min(self._concurrency, len(tasks) or 1), thread_name_prefix="imgbatch-upload"
@@ -149,6 +162,8 @@ class Uploader:
     def _upload_one(self, task: UploadTask, on_bytes: Callable[[int], None]) -> UploadResult:
         if self._cancel.is_set():
             return UploadResult(task, ok=False, attempts=0, error="cancelled")
+        if task.method == "MULTIPART":
+            return self._upload_in_parts(task, on_bytes)
         attempt = 0
         while True:
             attempt += 1
@@ -176,6 +191,25 @@ class Uploader:
             if self._cancel.is_set():
                 result.error = "cancelled"
                 return result
+
+    def _upload_in_parts(self, task: UploadTask, on_bytes: Callable[[int], None]) -> UploadResult:
+        from imgbatch.parts import PartsUploader
+        if self._api is None:
+            return UploadResult(task, ok=False, attempts=0, error="uploads in parts need the API client")
+        try:
+            actual = os.stat(task.path).st_size
+        except OSError as exc:
+            return UploadResult(task, ok=False, attempts=0, error=f"cannot read file: {exc}")
+        if actual != task.size:
+            return UploadResult(task, ok=False, attempts=0, error=(
+                f"file changed since the batch was created (declared {task.size} bytes, now {actual})"))
+        parts = PartsUploader(self._api, self._http, max_attempts=self._max_attempts, cancel=self._cancel,
+                              pause=self._pause, rand=self._rand)
+        outcome = parts.upload(task, on_bytes, getattr(self, "_on_part", lambda *a: None))
+        return UploadResult(task, ok=outcome.ok, attempts=outcome.attempts, status=outcome.status,
+                            error=outcome.error, parts_total=outcome.parts_total or None,
+                            parts_already=outcome.parts_already, parts_sent=len(outcome.parts_sent),
+                            first_part_sent=outcome.first_sent)
 
     def _attempt(self, task: UploadTask, attempt: int, count: Callable[[int], None]) -> "_Outcome":
         def failed(error: str, status: int | None = None, retryable: bool = False) -> _Outcome:

@@ -110,6 +110,13 @@ export const api = {
   createBatch: (payload) => request("POST", "batches", { body: payload }).then((r) => r.data),
   uploads: (id, cursor) =>
     request("GET", `batches/${encodeURIComponent(id)}/uploads`, { params: { cursor } }).then((r) => r.data),
+  /** Start or resume a file's upload in parts: {parts_uploaded, parts (URLs of parts to send), next_after, ...}. */
+  startMultipart: (id, jobId, after) =>
+    request("POST", `batches/${encodeURIComponent(id)}/jobs/${encodeURIComponent(jobId)}/multipart`, {
+      params: { after, limit: 1000 },
+    }).then((r) => r.data.upload),
+  completeMultipart: (id, jobId) =>
+    request("POST", `batches/${encodeURIComponent(id)}/jobs/${encodeURIComponent(jobId)}/multipart/complete`).then((r) => r.data),
   cancelBatch: (id) => request("POST", `batches/${encodeURIComponent(id)}/cancel`).then((r) => r.data.batch),
   retryBatch: (id) => request("POST", `batches/${encodeURIComponent(id)}/retry`).then((r) => r.data.batch),
   deleteBatch: (id) => request("DELETE", `batches/${encodeURIComponent(id)}`),

@@ -5,6 +5,7 @@
 //   views.js, signin.js   which screen shows; the sign-in form
 //   stats.js              statistics cards and status chips
 //   submit.js, uploads.js the "New batch" form (sniff.js, naming.js) and its upload panels
+//   resume.js             after a reload: offer to continue interrupted uploads (same files again)
 //   batches.js, detail.js the batch list with live refresh; a batch's files and actions
 //   thumbnails.js         a batch's files as a keyboard-navigable grid of lazy-loaded previews
 //   viewer.js             the larger view of one file: each pipeline's output, a download each
@@ -12,7 +13,7 @@
 //   webhooks.js           the Webhooks screen (create, delivery log, ping, redeliver)
 //   integrations.js       a batch's integration fields on its detail (PATCH)
 //   store.js              the state several screens share, and their notifications
-//   api.js, uploader.js   the HTTP API and presigned S3 uploads
+//   api.js, uploader.js   the HTTP API and S3 uploads (presigned POSTs, and in parts for large files)
 //   dom.js, format.js, toasts.js   helpers
 
 import { auth, onUnauthorized } from "./api.js";
@@ -23,7 +24,8 @@ import { loadPipelines, setupPipelines } from "./pipelines.js";
 import { setupSignIn, showOwner, showSignIn } from "./signin.js";
 import { refreshStats } from "./stats.js";
 import { store } from "./store.js";
-import { setupSubmit } from "./submit.js";
+import { offerResume } from "./resume.js";
+import { resumeSession, setupSubmit } from "./submit.js";
 import { showError } from "./toasts.js";
 import { dropSessions, uploadsInFlight } from "./uploads.js";
 import { currentView, showView } from "./views.js";
@@ -32,7 +34,8 @@ import { loadWebhooks, setupWebhooks } from "./webhooks.js";
 async function enterApp() {
   showView();
   await Promise.all([loadPipelines(), reloadBatches(), refreshStats(), showOwner(),
-    currentView() === "webhooks" ? loadWebhooks() : null]);
+    currentView() === "webhooks" ? loadWebhooks() : null,
+    offerResume(resumeSession).catch((err) => showError(err, "Continuing uploads"))]);
 }
 
 function signOut(message) {

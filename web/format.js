@@ -61,6 +61,7 @@ export const ERROR_LABELS = {
   size_mismatch: "Stored size differs from the declared size",
   upload_expired: "Not uploaded in time",
   missing_upload: "Upload missing",
+  file_too_large: "Over the per-file size limit",
 };
 
 export const errorLabel = (code) => ERROR_LABELS[code] || String(code || "").replaceAll("_", " ");

@@ -255,6 +255,13 @@ async function submitBatch(event) {
   session.start(created.uploads || [], created.uploads_next_cursor).catch((err) => showError(err, "Upload"));
 }
 
+/** Continue a batch's uploads with files chosen again after a reload (resume.js). */
+export function resumeSession(batch, files, uploads) {
+  const session = new UploadSession(batch, files);
+  showSession(session);
+  session.start(uploads, null).catch((err) => showError(err, "Upload"));
+}
+
 export function setupSubmit() {
   store.on("pipelines", renderChoices);
   setupDropzone();

@@ -1,9 +1,14 @@
-// Presigned S3 POST uploads with limited concurrency and progress events.
-// For each upload U: a multipart form with every U.fields entry first, then the file as `file`.
+// Uploads to S3 with limited concurrency and progress events. For each upload U:
+// - method POST: a multipart form with every U.fields entry first, then the file as `file`;
+// - method MULTIPART (files above the service's threshold): the API hands out presigned URLs of
+//   the parts S3 does not hold yet (so a file started before a reload continues where it
+//   stopped), each part is PUT and retried on its own, then the API joins them.
 
 import { api } from "./api.js";
 
 export const CONCURRENCY = 4;
+export const PART_CONCURRENCY = 3; // parts of one file in flight at once
+export const PART_ATTEMPTS = 4;
 
 /** S3 answers errors as XML: <Error><Code>..</Code><Message>..</Message></Error>. */
 export function describeS3Error(status, statusText, body) {
@@ -46,6 +51,26 @@ function postFile(upload, file, onProgress) {
   return { xhr, promise };
 }
 
+function putPart(url, blob, onProgress) {
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise((resolve) => {
+    xhr.open("PUT", url);
+    xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded));
+    xhr.addEventListener("load", () => {
+      if (xhr.status >= 200 && xhr.status < 300) resolve({ ok: true });
+      else resolve({ ok: false, status: xhr.status, error: describeS3Error(xhr.status, xhr.statusText, xhr.responseText) });
+    });
+    xhr.addEventListener("error", () => resolve({ ok: false, status: 0, error: describeS3Error(0, "", "") }));
+    xhr.addEventListener("timeout", () => resolve({ ok: false, status: 0, error: "The upload timed out." }));
+    xhr.addEventListener("abort", () => resolve({ ok: false, aborted: true }));
+    xhr.send(blob); // a Blob: the browser sends its exact length, which the URL signs
+  });
+  return { xhr, promise };
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const retryable = (status) => status === 0 || status === 429 || status >= 500;
+
 /**
  * One batch's uploads. `files` are the File objects submitted, in order.
  * Emits "change" (throttled by the caller) and "done".
@@ -64,6 +89,11 @@ export class UploadSession extends EventTarget {
       error: "",
       upload: null,
       xhr: null,
+      xhrs: new Set(), // parts in flight (uploads in parts)
+      partsTotal: 0,
+      partsDone: 0,
+      partsAlready: 0, // held by S3 when this page started the file: not sent again
+      partsSent: 0,
     }));
     this.byName = new Map(this.items.map((item) => [item.name, item]));
     this.queue = [];
@@ -166,6 +196,11 @@ export class UploadSession extends EventTarget {
     item.loaded = 0;
     item.error = "";
     this.changed();
+    if (item.upload.method === "MULTIPART") {
+      await this.sendInParts(item);
+      this.changed();
+      return;
+    }
     const { xhr, promise } = postFile(item.upload, item.file, (loaded) => {
       item.loaded = Math.min(loaded, item.size);
       this.changed();
@@ -184,6 +219,96 @@ export class UploadSession extends EventTarget {
       item.error = result.error;
     }
     this.changed();
+  }
+
+  /** Send the parts S3 does not hold yet, then have the API join them. */
+  async sendInParts(item, round = 1) {
+    const fail = (message) => {
+      item.status = "failed";
+      item.error = message;
+    };
+    let info;
+    const parts = [];
+    try {
+      info = await api.startMultipart(this.batch.id, item.upload.job_id);
+      parts.push(...info.parts);
+      for (let page = info; page.next_after !== null && page.next_after !== undefined; ) {
+        page = await api.startMultipart(this.batch.id, item.upload.job_id, page.next_after);
+        parts.push(...page.parts);
+      }
+    } catch (err) {
+      fail(`Could not start the upload in parts: ${err.message}`);
+      return;
+    }
+    if (info.size !== item.size) {
+      fail(`This file is ${item.size} bytes; the batch expects ${info.size} bytes.`);
+      return;
+    }
+    item.partsTotal = info.parts_total;
+    item.partsDone = info.parts_uploaded.length;
+    if (round === 1) item.partsAlready = item.partsDone;
+    const inFlight = new Map();
+    let held = info.bytes_uploaded;
+    const show = () => {
+      let moving = 0;
+      for (const n of inFlight.values()) moving += n;
+      item.loaded = Math.min(item.size, held + moving);
+      this.changed();
+    };
+    show();
+    const queue = parts.slice();
+    let failure = "";
+    const worker = async () => {
+      while (queue.length && !this.cancelled && !failure) {
+        const part = queue.shift();
+        const blob = item.file.slice((part.part_number - 1) * info.part_size, (part.part_number - 1) * info.part_size + part.size);
+        for (let attempt = 1; ; attempt += 1) {
+          const { xhr, promise } = putPart(part.url, blob, (loaded) => {
+            inFlight.set(part.part_number, Math.min(loaded, part.size));
+            show();
+          });
+          item.xhrs.add(xhr);
+          const result = await promise;
+          item.xhrs.delete(xhr);
+          inFlight.delete(part.part_number);
+          if (result.ok) {
+            held += part.size;
+            item.partsDone += 1;
+            item.partsSent += 1;
+            show();
+            break;
+          }
+          if (result.aborted) return;
+          if (!retryable(result.status) || attempt >= PART_ATTEMPTS) {
+            failure = `Part ${part.part_number} of ${item.partsTotal}: ${result.error}${retryable(result.status) ? ` (gave up after ${attempt} attempts)` : ""}`;
+            return;
+          }
+          show();
+          await pause(Math.min(20000, 500 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2));
+          if (this.cancelled) return;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, parts.length) }, worker));
+    if (this.cancelled) {
+      item.status = "cancelled";
+      item.error = "Upload stopped; the parts already sent are kept.";
+      return;
+    }
+    if (failure) {
+      fail(failure);
+      return;
+    }
+    try {
+      await api.completeMultipart(this.batch.id, item.upload.job_id);
+    } catch (err) {
+      // a part went missing or changed meanwhile (another tab?): send what is missing once more
+      if (err.status === 400 && round === 1) return this.sendInParts(item, 2);
+      fail(`Could not complete the upload: ${err.message}`);
+      return;
+    }
+    item.status = "done";
+    item.loaded = item.size;
   }
 
   /** Upload again the files whose upload failed (their presigned POST must still be valid). */
@@ -207,6 +332,7 @@ export class UploadSession extends EventTarget {
     this.cancelled = true;
     for (const item of this.items) {
       if (item.xhr) item.xhr.abort();
+      for (const xhr of item.xhrs) xhr.abort();
       if (item.status === "waiting" || item.status === "queued") {
         item.status = "cancelled";
         item.error = "Upload stopped.";

@@ -3,6 +3,7 @@
 
 import { $, h } from "./dom.js";
 import { formatBytes, plural } from "./format.js";
+import { trackForResume } from "./resume.js";
 import { store } from "./store.js";
 import { toast } from "./toasts.js";
 
@@ -28,6 +29,7 @@ export function uploadsInFlight() {
 export function showSession(session) {
   const { batch } = session;
   store.state.sessions.set(batch.id, session);
+  trackForResume(session);
   const listId = `upload-files-${batch.id}`;
   const bar = h("div", { class: "bar-fill" });
   const overall = h(
@@ -117,14 +119,17 @@ export function showSession(session) {
       row.el.dataset.status = item.status;
       row.progress.value = item.status === "done" ? item.size || 1 : item.loaded;
       const pct = item.size ? Math.floor(((item.status === "done" ? item.size : item.loaded) * 100) / item.size) : 0;
+      const inParts = item.partsTotal ? ` · part ${Math.min(item.partsDone + 1, item.partsTotal)} of ${item.partsTotal}` : "";
+      const kept = item.partsAlready ? ` (${plural(item.partsAlready, "part")} already uploaded)` : "";
       row.status.textContent = {
         waiting: "Waiting for upload URL",
         queued: "Queued",
-        uploading: `${pct}%`,
-        done: "Uploaded",
+        uploading: `${pct}%${inParts}${kept}`,
+        done: item.partsTotal ? `Uploaded in ${plural(item.partsTotal, "part")}${kept}` : "Uploaded",
         failed: "Failed",
         cancelled: "Stopped",
       }[item.status];
+      row.el.dataset.partsSent = String(item.partsSent);
       row.error.hidden = !item.error || item.status === "done";
       row.error.textContent = item.error;
     }

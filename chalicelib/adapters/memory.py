@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import io
+import itertools
 import json
 import threading
-from datetime import timezone
+import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator, Sequence
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..domain import naming
 from ..domain.batches import (
@@ -84,6 +87,7 @@ class MemoryRepository:
         self._job_batch: dict[str, str] = {}                        # job id -> batch id
         self._build_locks: dict[tuple[str, str], str] = {}          # (batch, fingerprint) -> started_at
         self._tokens: dict[str, str] = {}
+        self._drop_folders: dict[tuple[str, str], dict] = {}        # (owner, folder) -> claim
 
     # -- pipelines -----------------------------------------------------------------
     def create_pipeline(self, owner: str, pid: str, spec: dict, now: str) -> dict:
@@ -448,6 +452,33 @@ class MemoryRepository:
         with self._lock:
             self._build_locks.pop((batch_id, fingerprint), None)
 
+    # -- drop folders -------------------------------------------------------------------------
+    def claim_drop_folder(self, owner: str, folder: str, batch_id: str, now: str, stale_before: str) -> bool:
+        with self._lock:
+            held = self._drop_folders.get((owner, folder))
+            if held is not None and not (held["batch_id"] == batch_id and held["state"] == "creating"
+                                         and held["updated_at"] < stale_before):
+                return False
+            self._drop_folders[(owner, folder)] = {"batch_id": batch_id, "state": "creating", "updated_at": now}
+            return True
+
+    def drop_folder_created(self, owner: str, folder: str, batch_id: str, now: str) -> None:
+        with self._lock:
+            held = self._drop_folders.get((owner, folder))
+            if held is not None and held["batch_id"] == batch_id:
+                held.update(state="created", updated_at=now)
+
+    def drop_folder(self, owner: str, folder: str) -> dict | None:
+        with self._lock:
+            held = self._drop_folders.get((owner, folder))
+            return dict(held) if held else None
+
+    def release_drop_folder(self, owner: str, folder: str, batch_id: str) -> None:
+        with self._lock:
+            held = self._drop_folders.get((owner, folder))
+            if held is not None and held["batch_id"] == batch_id:
+                del self._drop_folders[(owner, folder)]
+
     # -- API tokens ---------------------------------------------------------------------------
     def owner_for_token(self, digest: str) -> str | None:
         with self._lock:
@@ -486,14 +517,18 @@ class _Body:
 
 
 class MemoryStorage:
-    """ports.ObjectStore in memory. Presigned URLs point at a host that does not exist
-    (`.invalid`): nothing outside the process can use them."""
+    """ports.ObjectStore and ports.PresignedMultipart in memory. Presigned URLs point at a host that
+    does not exist (`.invalid`): nothing outside the process can use them; tests upload parts with
+    `put_part(url, data)`. As on moto, a part of another size than its URL was signed for is
+    accepted (S3 itself refuses it: the URL signs Content-Length)."""
 
     def __init__(self, bucket: str = "imgbatch-memory"):
         self.bucket = bucket
         self.origin = f"https://{bucket}.storage.invalid"
         self._lock = threading.Lock()
         self._objects: dict[str, dict] = {}
+        self._uploads: dict[str, dict] = {}     # upload id -> {"key", "content_type", "initiated", "parts"}
+        self._ticks = itertools.count()
 
     def presign_upload(self, key: str, size: int, content_type: str, expires_in: int) -> dict:
         """A POST form with the policy S3 would enforce: the exact key, size and content type."""
@@ -515,7 +550,8 @@ class MemoryStorage:
             found = self._objects.get(key)
         if found is None:
             return None
-        head = {"ContentLength": len(found["data"]), "ContentType": found["content_type"]}
+        head = {"ContentLength": len(found["data"]), "ContentType": found["content_type"],
+                "ETag": _etag(found["data"]), "LastModified": found.get("modified")}
         if found.get("disposition"):
             head["ContentDisposition"] = found["disposition"]
         return head
@@ -534,7 +570,11 @@ class MemoryStorage:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         with self._lock:
-            self._objects[key] = {"data": bytes(data), "content_type": content_type}
+            self._objects[key] = {"data": bytes(data), "content_type": content_type, "modified": self._now()}
+
+    def _now(self) -> datetime:
+        """LastModified: strictly later for every write (S3's has whole seconds)."""
+        return datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=next(self._ticks))
 
     def write_stream(self, key: str, chunks: Iterable[bytes], content_type: str,
                      file_name: str | None = None) -> dict:
@@ -544,7 +584,7 @@ class MemoryStorage:
         for chunk in chunks:
             buffer.write(chunk)
         data = buffer.getvalue()
-        record = {"data": data, "content_type": content_type}
+        record = {"data": data, "content_type": content_type, "modified": self._now()}
         if file_name:
             record["disposition"] = content_disposition(file_name)
         with self._lock:
@@ -563,6 +603,79 @@ class MemoryStorage:
                 del self._objects[key]
             return len(doomed)
 
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        with self._lock:
+            found = sorted((k, len(o["data"])) for k, o in self._objects.items() if k.startswith(prefix))
+        return iter(found)
+
+    # -- multipart uploads (ports.PresignedMultipart) ------------------------------------------
+    def start_multipart(self, key: str, content_type: str) -> str:
+        upload_id = uuid.uuid4().hex
+        with self._lock:   # S3 keeps Initiated to the second; a tick keeps the fake's order strict
+            initiated = self._now()
+            self._uploads[upload_id] = {"key": key, "content_type": content_type, "initiated": initiated,
+                                        "parts": {}}
+        return upload_id
+
+    def multipart_uploads(self, prefix: str) -> list[dict]:
+        with self._lock:
+            found = [{"key": u["key"], "upload_id": uid, "initiated": u["initiated"]}
+                     for uid, u in self._uploads.items() if u["key"].startswith(prefix)]
+        return sorted(found, key=lambda u: (u["initiated"], u["upload_id"]))
+
+    def list_parts(self, key: str, upload_id: str) -> dict[int, dict] | None:
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is None or upload["key"] != key:
+                return None
+            return {n: {"size": len(data), "etag": _etag(data)} for n, data in sorted(upload["parts"].items())}
+
+    def presign_part(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        return (f"{self.origin}/{quote(key)}?uploadId={upload_id}&partNumber={number}&content-length={size}"
+                f"&expires_in={expires_in}")
+
+    def put_part(self, url: str, data: bytes) -> str:
+        """What a client's PUT to a presigned part URL does; the part's ETag."""
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        key, upload_id, number = unquote(parts.path[1:]), query["uploadId"][0], int(query["partNumber"][0])
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is None or upload["key"] != key:
+                raise NoSuchKey(f"no multipart upload {upload_id} of {key}")
+            upload["parts"][number] = bytes(data)
+        return _etag(data)
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is None or upload["key"] != key:
+                raise NoSuchKey(f"no multipart upload {upload_id} of {key}")
+            numbers = [n for n, _ in parts]
+            if numbers != sorted(set(numbers)):
+                raise ValueError("parts must be listed once each, in ascending order (InvalidPartOrder)")
+            held = upload["parts"]
+            for i, (number, etag) in enumerate(parts):
+                if number not in held or _etag(held[number]) != etag:
+                    raise ValueError(f"part {number} is not stored with that ETag (InvalidPart)")
+                if i < len(parts) - 1 and len(held[number]) < 5 * 1024 * 1024:
+                    raise ValueError(f"part {number} is smaller than 5 MiB and not the last (EntityTooSmall)")
+            self._objects[key] = {"data": b"".join(held[n] for n in numbers), "content_type": upload["content_type"],
+                                  "modified": self._now()}
+            del self._uploads[upload_id]
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is not None and upload["key"] == key:
+                del self._uploads[upload_id]
+
+    def abort_multipart_uploads(self, prefix: str) -> int:
+        uploads = self.multipart_uploads(prefix)
+        for upload in uploads:
+            self.abort_multipart(upload["key"], upload["upload_id"])
+        return len(uploads)
+
     # for tests: what is stored
     def keys(self, prefix: str = "") -> list[str]:
         with self._lock:
@@ -571,6 +684,10 @@ class MemoryStorage:
     def data(self, key: str) -> bytes:
         with self._lock:
             return self._objects[key]["data"]
+
+
+def _etag(data: bytes) -> str:
+    return f'"{hashlib.md5(data).hexdigest()}"'
 
 
 class _Messages:

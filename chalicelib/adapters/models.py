@@ -171,7 +171,7 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
         updated_at=UnicodeAttribute(null=True),
     ))
 
-    # Counters, per-owner figures, API tokens and archive build locks: small items whose key prefix
+    # Counters, per-owner figures, API tokens, archive build locks and drop folders: small items whose key prefix
     # says which (adapters/repository.py MetaKey), so they share one table and its attributes.
     meta_attrs = dict(
         Meta=_meta(meta, region, host),
@@ -188,6 +188,8 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
         # ...and, for a build in parallel parts, its multipart upload and the tasks done so far
         upload_id=UnicodeAttribute(null=True),
         tasks_done=NumberSetAttribute(null=True),
+        # drop folders: the batch a folder became (state "creating" while it is being made)
+        batch_id=UnicodeAttribute(null=True),
     )
     meta_attrs["Meta"].ttl_attribute = "expires"
     for status in ("queued", "processing", "completed", "completed_with_errors", "failed", "cancelled"):

@@ -118,6 +118,12 @@ class MetaKey:
         """`state`/`started_at` while one archive build of that content runs (expires by TTL)."""
         return f"archive#{batch_id}#{fingerprint}"
 
+    @staticmethod
+    def drop_folder(owner: str, folder: str) -> str:
+        """`batch_id`, `state` and `started_at` (its last change) of the batch a drop folder
+        became. Owner and folder are S3 key segments, so the "/" between them cannot be ambiguous."""
+        return f"drop#{owner}/{folder}"
+
 
 def batch_index_keys(owner: str, prefix: str, status: str, created_sk: str) -> dict:
     return {
@@ -269,7 +275,7 @@ class DynamoRepository:
         totals = Counter(j.bucket for j in new.jobs)
         counters = [C(bucket_key(new.id, b), total=totals.get(b, 0), last=totals.get(b, 0) - 1)
                     for b in range(new.buckets)]
-        chunks = [F(chunk_key(new.id, c), files=[[j.job_id, j.file_name, j.size, j.content_type, j.bucket]
+        chunks = [F(chunk_key(new.id, c), files=[self._manifest_row(new.id, j)
                                                   for j in new.jobs[c * CHUNK_SIZE:(c + 1) * CHUNK_SIZE]])
                   for c in range(chunk_count(new.total_files))]
         self._write_all(counters + chunks)
@@ -328,12 +334,20 @@ class DynamoRepository:
         return written
 
     @staticmethod
+    def _manifest_row(batch_id: str, job) -> list:
+        """[job id, name, size, content type, bucket], and the key only when it is not the usual
+        upload key (a drop folder's file stays where the studio wrote it): rows stay small."""
+        row = [job.job_id, job.file_name, job.size, job.content_type, job.bucket]
+        return row if job.key == upload_key(batch_id, job.job_id, job.file_name) else row + [job.key]
+
+    @staticmethod
     def _manifest_job(batch: dict, position: int, row: list) -> dict:
         """A job as created, from its manifest row: what a not yet materialised job is."""
-        job_id, file_name, size, content_type, bucket = row
+        job_id, file_name, size, content_type, bucket = row[:5]
+        key = row[5] if len(row) > 5 else upload_key(batch["id"], job_id, file_name)
         return {"batch_id": batch["id"], "job_id": job_id, "position": position, "owner": batch["owner"],
                 "file_name": file_name, "size": size, "content_type": content_type,
-                "key": upload_key(batch["id"], job_id, file_name), "status": JOB_AWAITING,
+                "key": key, "status": JOB_AWAITING,
                 "created_at": batch["created_at"], "updated_at": batch["created_at"], "attempt": 0,
                 "bucket": bucket}
 
@@ -495,7 +509,7 @@ class DynamoRepository:
             except DoesNotExist:
                 continue
             with J.batch_write() as writer:
-                for job_id, _name, _size, _type, bucket in rows:
+                for job_id, _name, _size, _type, bucket, *_key in rows:
                     writer.delete(J(bucket_key(batch_id, bucket), job_id))
         with J.batch_write() as writer:   # what a materialiser racing this purge may have written
             for k in range(buckets):
@@ -765,6 +779,43 @@ class DynamoRepository:
                 return False
             raise
         return True
+
+    # -- drop folders ------------------------------------------------------------
+    def claim_drop_folder(self, owner: str, folder: str, batch_id: str, now: str, stale_before: str) -> bool:
+        M = self.m.Meta
+        claim = M(MetaKey.drop_folder(owner, folder), owner=owner, batch_id=batch_id, state="creating", started_at=now)
+        stale = (M.batch_id == batch_id) & (M.state == "creating") & (M.started_at < stale_before)
+        try:
+            claim.save(condition=M.id.does_not_exist() | stale)
+        except PutError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def drop_folder_created(self, owner: str, folder: str, batch_id: str, now: str) -> None:
+        M = self.m.Meta
+        try:
+            M(MetaKey.drop_folder(owner, folder)).update(actions=[M.state.set("created"), M.started_at.set(now)],
+                                                         condition=M.batch_id == batch_id)
+        except UpdateError as exc:
+            if not _conflict(exc):
+                raise
+
+    def drop_folder(self, owner: str, folder: str) -> dict | None:
+        try:
+            item = self.m.Meta.get(MetaKey.drop_folder(owner, folder), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return {"batch_id": item.batch_id, "state": item.state, "updated_at": item.started_at}
+
+    def release_drop_folder(self, owner: str, folder: str, batch_id: str) -> None:
+        M = self.m.Meta
+        try:
+            M(MetaKey.drop_folder(owner, folder)).delete(condition=M.batch_id == batch_id)
+        except DeleteError as exc:
+            if not _conflict(exc):
+                raise
 
     # -- API tokens (stored hashed) -----------------------------------------
     def owner_for_token(self, digest: str) -> str | None:

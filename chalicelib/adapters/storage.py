@@ -140,6 +140,53 @@ class Storage:
         page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         return page.get("KeyCount", 0)
 
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"], int(item["Size"])
+
+    # -- multipart uploads that clients fill through presigned part URLs (ports.PresignedMultipart) --
+    def start_multipart(self, key: str, content_type: str) -> str:
+        return self.s3.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=content_type)["UploadId"]
+
+    def multipart_uploads(self, prefix: str) -> list[dict]:
+        found = []
+        for page in self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+            found += [{"key": u["Key"], "upload_id": u["UploadId"], "initiated": u["Initiated"]}
+                      for u in page.get("Uploads", [])]
+        return sorted(found, key=lambda u: (u["initiated"], u["upload_id"]))
+
+    def list_parts(self, key: str, upload_id: str) -> dict[int, dict] | None:
+        parts = {}
+        try:
+            for page in self.s3.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                for part in page.get("Parts", []):
+                    parts[int(part["PartNumber"])] = {"size": int(part["Size"]), "etag": part["ETag"]}
+        except self.s3.exceptions.NoSuchUpload:
+            return None
+        return parts
+
+    def presign_part(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        # ContentLength becomes a signed header: S3 refuses a part of any other size.
+        return self.s3.generate_presigned_url("upload_part", ExpiresIn=expires_in, Params={
+            "Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number, "ContentLength": size})
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]})
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except self.s3.exceptions.NoSuchUpload:
+            pass
+
+    def abort_multipart_uploads(self, prefix: str) -> int:
+        uploads = self.multipart_uploads(prefix)
+        for upload in uploads:
+            self.abort_multipart(upload["key"], upload["upload_id"])
+        return len(uploads)
+
 
 def content_disposition(file_name: str) -> str:
     """attachment with an ASCII fallback and the exact UTF-8 name (RFC 6266 / 5987)."""

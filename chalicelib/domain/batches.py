@@ -43,7 +43,9 @@ _UNSPECIFIC = ("", "application/octet-stream", "binary/octet-stream")
 @dataclass(frozen=True)
 class Limits:
     max_files: int = 100_000
-    max_file_size: int = 200 * 1024 * 1024
+    # 5 GiB: what process_upload honours: its /tmp holds one spooled upload (6 GiB of ephemeral
+    # storage in the deploy template) and decoding is bounded by pixels, not bytes (README "Limits").
+    max_file_size: int = 5 * 1024 * 1024 * 1024
     max_batch_size: int = 20 * 1024 * 1024 * 1024
 
 

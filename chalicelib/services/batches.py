@@ -3,21 +3,24 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Callable
 
 from ..domain import naming
 from ..domain.batches import (
-    BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, SORT_FIELDS, BatchQuery, CreateBatch, NewBatch, NewJob, parse_create,
+    BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, SORT_FIELDS, BatchQuery, CreateBatch, FileSpec, NewBatch, NewJob,
+    parse_create,
 )
 from ..domain.integrations import parse_patch
 from ..domain.buckets import bucket_count, bucket_of, chunk_count, chunk_of
-from ..domain.keys import upload_key
+from ..domain.keys import parse_upload_key, upload_key
+from ..domain.multipart import plan_parts, uses_multipart
 from ..domain.validation import Invalid
 from ..errors import BadRequest, NotFound, TooLarge
 from ..observability import NOOP
 from .clock import iso, parse_iso, utcnow
 from .ownership import is_uuid, owned_batch
 from .paging import Cursors, choice_param, limit_param
-from .views import batch_view, job_view, upload_view
+from .views import batch_view, job_view, multipart_upload_view, upload_view
 
 UPLOADS_PER_RESPONSE = 1000   # keeps a response far below Lambda's 6 MB payload limit
 JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX = 1000, 1000
@@ -38,23 +41,36 @@ class BatchService:
 
     # -- create ------------------------------------------------------------
     def create(self, owner: str, payload) -> dict:
+        batch, records = self.open(owner, self.parse(payload), self.new_id())
+        uploads = self._presign(records[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
+        more = len(records) > UPLOADS_PER_RESPONSE
+        next_cursor = self.cursors.encode(f"uploads|{batch['id']}", self.repo.jobs_after(
+            records[UPLOADS_PER_RESPONSE - 1])) if more else None
+        return {"batch": batch_view(batch), "uploads": uploads, "uploads_next_cursor": next_cursor}
+
+    def parse(self, payload) -> CreateBatch:
         try:
-            request = parse_create(payload, self.settings.limits)
+            return parse_create(payload, self.settings.limits)
         except Invalid as exc:
             raise (TooLarge if exc.too_large else BadRequest)(exc.message) from None
+
+    def open(self, owner: str, request: CreateBatch, batch_id: str,
+             place: Callable[[str, FileSpec], tuple[str, str]] | None = None) -> tuple[dict, list[dict]]:
+        """Store the batch and its jobs; (batch, job records). `place(batch_id, file)` gives each
+        file's (job id, key): by default a new id and its upload key (drop folders place files
+        where they already are). Raises BadRequest before writing anything when a pipeline is unknown."""
         pipelines = self._pipelines(owner, request)
         now = self.clock()
         names = [f.name for f in request.files]
         prefix = request.customer_prefix or naming.customer_prefix(names)
         batch_date = now.strftime("%Y-%m-%d")
         counter = self.repo.next_counter(owner, prefix, batch_date)
-        batch_id = self.new_id()
         buckets = bucket_count(len(request.files))
         jobs = []
         for position, spec in enumerate(request.files):
-            job_id = self.new_id()
-            jobs.append(NewJob(job_id, position, spec.name, spec.size, spec.content_type,
-                               upload_key(batch_id, job_id, spec.name), bucket_of(job_id, buckets)))
+            job_id, key = place(batch_id, spec) if place else self._upload_place(batch_id, spec)
+            jobs.append(NewJob(job_id, position, spec.name, spec.size, spec.content_type, key,
+                               bucket_of(job_id, buckets)))
         new = NewBatch(
             id=batch_id, owner=owner, customer_prefix=prefix, batch_date=batch_date, batch_counter=counter,
             base_directory_name=naming.directory_name(prefix, batch_date, counter),
@@ -70,12 +86,11 @@ class BatchService:
         self.obs.info("batch.created", batch_id=batch_id, owner=owner, outcome=batch["status"],
                       base_directory_name=new.base_directory_name, files=len(jobs),
                       bytes=sum(f.size for f in request.files), pipelines=len(pipelines))
-        records = new.job_records()
-        uploads = self._presign(records[:UPLOADS_PER_RESPONSE], batch["upload_expires_at"])
-        more = len(records) > UPLOADS_PER_RESPONSE
-        next_cursor = self.cursors.encode(f"uploads|{batch_id}", self.repo.jobs_after(
-            records[UPLOADS_PER_RESPONSE - 1])) if more else None
-        return {"batch": batch_view(batch), "uploads": uploads, "uploads_next_cursor": next_cursor}
+        return batch, new.job_records()
+
+    def _upload_place(self, batch_id: str, spec: FileSpec) -> tuple[str, str]:
+        job_id = self.new_id()
+        return job_id, upload_key(batch_id, job_id, spec.name)
 
     def _pipelines(self, owner: str, request: CreateBatch) -> list[dict]:
         found = self.repo.get_pipelines(owner, [p for p in request.pipeline_ids if is_uuid(p)])  # ids are UUIDs
@@ -86,11 +101,24 @@ class BatchService:
         return [found[p] for p in request.pipeline_ids]
 
     def _presign(self, jobs: list[dict], expires_at: str) -> list[dict]:
+        """U for each job: a presigned POST, or for files above the multipart threshold the
+        plan of their parts (their URLs come from POST .../multipart). Files already in the
+        bucket (drop folders) get none: nobody uploads them."""
         remaining = int((parse_iso(expires_at) - self.clock()).total_seconds())
         if remaining <= 0:
             return []
-        return [upload_view(j, self.storage.presign_upload(j["key"], int(j["size"]), j["content_type"], remaining),
-                            expires_at) for j in jobs]
+        uploads = []
+        for j in jobs:
+            if parse_upload_key(j["key"]) is None:
+                continue
+            size = int(j["size"])
+            if uses_multipart(size, self.settings.multipart_threshold):
+                plan = plan_parts(size, self.settings.multipart_part_size)
+                uploads.append(multipart_upload_view(j, plan.part_size, plan.count, expires_at))
+            else:
+                uploads.append(upload_view(j, self.storage.presign_upload(j["key"], size, j["content_type"], remaining),
+                                           expires_at))
+        return uploads
 
     # -- uploads of an existing batch (large batches, resuming) ------------
     def uploads(self, owner: str, batch_id: str, params: dict) -> dict:

@@ -10,7 +10,7 @@ remove what they wrote (services/processor.py), so nothing is left behind whatev
 from __future__ import annotations
 
 from ..errors import Conflict
-from ..domain.keys import batch_prefixes
+from ..domain.keys import batch_prefixes, parse_drop_key, upload_prefix
 from ..observability import NOOP
 from .clock import iso, utcnow
 from .ownership import owned_batch
@@ -43,9 +43,22 @@ class Deleter:
 
     def purge(self, batch_id: str) -> None:
         with self.obs.transition("batch.deleted", batch_id=batch_id) as step:
+            self.storage.abort_multipart_uploads(upload_prefix(batch_id))
+            self._purge_drop_folder(batch_id)
             step.fields["objects"] = sum(self.storage.delete_prefix(prefix) for prefix in batch_prefixes(batch_id))
             self.repo.purge_batch(batch_id)
             step.outcome = "deleted"
+
+    def _purge_drop_folder(self, batch_id: str) -> None:
+        """A drop-folder batch's files all live in its folder: one job names it. Runs before the
+        jobs go, so a purge a crash interrupted still finds it."""
+        first = self.repo.list_jobs(batch_id, 1, None).items
+        drop = parse_drop_key(first[0]["key"]) if first else None
+        if drop is None:
+            return
+        self.storage.abort_multipart_uploads(drop.folder_prefix)
+        self.storage.delete_prefix(drop.folder_prefix)
+        self.repo.release_drop_folder(drop.owner, drop.folder, batch_id)
 
     def resume(self) -> int:
         """Finish deletes a crash interrupted (the sweep calls this)."""

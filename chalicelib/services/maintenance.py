@@ -8,15 +8,18 @@ log = logging.getLogger("imgbatch.maintenance")
 
 
 class Maintenance:
-    def __init__(self, batches, deleter, processor):
+    def __init__(self, batches, deleter, processor, dropfolders=None):
         self.batches = batches
         self.deleter = deleter
         self.processor = processor
+        self.dropfolders = dropfolders
 
     def run(self, message: dict) -> None:
         kind, batch_id = message.get("kind"), message.get("batch_id")
         if kind == "materialize":
             self.batches.materialize(batch_id, int(message["chunk"]))
+            if self.dropfolders is not None:   # a drop folder's files there are in S3 already: announce them
+                self.dropfolders.announce_chunk(batch_id, int(message["chunk"]))
         elif kind == "purge":
             self.deleter.purge(batch_id)
         elif kind == "cancel_jobs":

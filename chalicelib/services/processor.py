@@ -15,13 +15,14 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from ..domain import imaging
+from ..domain import imaging, large_inputs
+from ..domain.dropfolders import drop_job_id
 from ..domain.pipelines import DEFAULTS, SETTINGS
 from ..domain.batches import (
     CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_FAILED, JOB_PROCESSING, PROCESSING,
     QUEUED, final_status,
 )
-from ..domain.keys import output_key, parse_upload_key, preview_key
+from ..domain.keys import output_key, parse_drop_key, parse_upload_key, preview_key, upload_prefix
 from ..errors import Conflict
 from ..observability import (
     BATCHES_FINISHED, BYTES_IN, BYTES_OUT, FILES_FAILED, FILES_PROCESSED, FILES_SUCCEEDED, NOOP, PIPELINE_DURATION,
@@ -133,31 +134,46 @@ class Processor:
         self.queue.enqueue_keys([j["key"] for j in jobs], [{f: j.get(f) for f in JOB_CONTEXT} for j in jobs])
 
     def _locate(self, key: str, job: dict | None = None):
-        """(batch, job) for an object that should be processed, or what happened to it instead."""
+        """(batch, job) for an object that should be processed, or what happened to it instead.
+        Uploads (uploads/...) nobody expects are removed; drop-folder objects never are: they are
+        the studio's, and go only with their batch (services/deletion.py)."""
         ids = parse_upload_key(key)
+        ours = ids is not None
         if ids is None:
-            log.warning("ignoring object outside the upload layout: %r", key)
-            return "ignored"
+            ids = self._drop_ids(key)
+            if ids is None:
+                log.warning("ignoring object outside the upload layout and outside any drop folder batch: %r", key)
+                return "ignored"
         batch_id, job_id = ids
         batch = self._batch(batch_id)
         if job is None or job.get("job_id") != job_id:
             job = self._jobs.pop(job_id, None) or (self.repo.get_job(batch_id, job_id) if batch else None)
         if job is None or batch is None or job["key"] != key:
-            # No batch asked for this object (deleted, being deleted, or never issued): drop it.
-            log.warning("removing %r: no batch expects it", key)
-            self.storage.delete(key)
+            # No batch asked for this object (deleted, being deleted, or never issued): an upload
+            # goes; a drop-folder object stays with its folder.
+            log.warning("%s %r: no batch expects it", "removing" if ours else "ignoring", key)
+            if ours:
+                self.storage.delete(key)
             return "ignored"
         if job["status"] == JOB_CANCELLED:
-            self.storage.delete(key)  # arrived after cancel: not processed, not kept
+            if ours:
+                self.storage.delete(key)  # arrived after cancel: not processed, not kept
             return "cancelled"
         return batch, job
+
+    def _drop_ids(self, key: str) -> tuple[str, str] | None:
+        """(batch_id, job_id) of a drop-folder object: its folder names the batch, its key the job."""
+        drop = parse_drop_key(key)
+        held = self.repo.drop_folder(drop.owner, drop.folder) if drop and not drop.is_marker else None
+        return (held["batch_id"], drop_job_id(held["batch_id"], key)) if held else None
 
     def _claim_lost(self, batch: dict, key: str) -> str:
         """The claim did not count: a duplicate, or the batch is cancelled or going (the
         counters are closed); then the object is not kept."""
         fresh = self.repo.get_batch(batch["id"])
         if fresh is None or fresh["status"] in (CANCELLED, DELETING):
-            self.storage.delete(key)
+            if parse_upload_key(key) is not None:   # a drop-folder object stays with its folder
+                self.storage.delete(key)
             return "cancelled" if fresh is not None and fresh["status"] == CANCELLED else "ignored"
         return "duplicate"
 
@@ -243,9 +259,14 @@ class Processor:
             if size != int(job["size"]):
                 raise imaging.ImageError("size_mismatch", f"uploaded {size} bytes but the batch declared "
                                                           f"{int(job['size'])} bytes for this file")
+            if size > self.settings.limits.max_file_size:   # drop folders hold files of any size
+                raise imaging.ImageError("file_too_large", f"the file is {size} bytes, over the per-file limit "
+                                                           f"of {self.settings.limits.max_file_size} bytes")
             for chunk in body.iter_chunks(1024 * 1024):
                 spool.write(chunk)
-            spool.seek(0)
+            dropped = large_inputs.prepare(spool, size)
+            if dropped:
+                log.info("%s: decoding without %s", job["key"], ", ".join(dropped))
             # render() decides the type by the bytes and refuses anything else
             pipelines = batch["pipelines"]
             with self.obs.span("render"):
@@ -315,6 +336,7 @@ class Processor:
         pending = list(self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)))
         with ThreadPoolExecutor(max_workers=8) as pool:
             moved = sum(pool.map(lambda j: self.repo.cancel_job(j, now), pending))
+        self.storage.abort_multipart_uploads(upload_prefix(batch_id))   # nothing more is accepted
         self.repo.settle_cancel(batch_id)
         return moved
 
@@ -370,6 +392,7 @@ class Processor:
             if batch is None or batch["status"] in FINAL_STATUSES or batch["status"] == DELETING:
                 continue
             message = f"the file was not uploaded before the upload deadline ({batch['upload_expires_at']})"
+            expired_before = expired
             for job in self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)):
                 if job["status"] == JOB_AWAITING:
                     if self.storage.head(job["key"]) is not None:
@@ -387,6 +410,8 @@ class Processor:
                     self.obs.metric(FILES_FAILED, dimension="processing_failed")
                     self.obs.info("job.expired", batch_id=batch_id, job_id=job["job_id"], outcome="failed",
                                   error_code="processing_failed")
+            if expired > expired_before:   # uploads in parts that did not finish in time: their parts go too
+                self.storage.abort_multipart_uploads(upload_prefix(batch_id))
             self.finalize_if_done(batch_id)
         for batch_id in self.repo.interrupted_cancels():
             self.cancel_pending_jobs(batch_id)

@@ -52,3 +52,11 @@ def _output_view(output: dict) -> dict:
 def upload_view(job: dict, presigned: dict, expires_at: str) -> dict:
     return {"job_id": job["job_id"], "file_name": job["file_name"], "method": "POST",
             "url": presigned["url"], "fields": presigned["fields"], "expires_at": expires_at}
+
+
+def multipart_upload_view(job: dict, part_size: int, parts_total: int, expires_at: str) -> dict:
+    """U of a file uploaded in parts: no URL of its own; the client starts (or resumes) it with
+    POST /batches/{id}/jobs/{job_id}/multipart, which hands out the part URLs."""
+    return {"job_id": job["job_id"], "file_name": job["file_name"], "method": "MULTIPART", "url": None,
+            "fields": {}, "expires_at": expires_at, "size": int(job["size"]), "part_size": part_size,
+            "parts_total": parts_total}

@@ -101,6 +101,13 @@ class FakeService:
     last_pipeline_body: dict | None = None
     staged: dict[str, tuple] = field(default_factory=dict)  # S3 key -> (bytes, content type, file name)
     sheet_part_files: int = 300
+    # Uploads in parts: files above the threshold get a MULTIPART U; parts held per job id
+    multipart_threshold: int | None = None
+    part_size: int = 5
+    parts_held: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    part_faults: dict[tuple[str, int], list] = field(default_factory=dict)  # (file name, part) -> faults
+    parts_received: list[tuple[str, int]] = field(default_factory=list)    # (file name, part) per PUT that landed
+    multipart_calls: list[tuple[str, str]] = field(default_factory=list)   # (route, file name)
     _clock: int = 0
     _counters: Counter = field(default_factory=Counter)
 
@@ -189,6 +196,8 @@ class FakeService:
         ("POST", r"/batches/(?P<bid>[^/]+)/retry", "retry_batch"),
         ("GET", r"/batches/(?P<bid>[^/]+)/download", "download_batch"),
         ("GET", r"/batches/(?P<bid>[^/]+)/uploads", "pending_uploads"),
+        ("POST", r"/batches/(?P<bid>[^/]+)/jobs/(?P<jid>[^/]+)/multipart", "start_multipart"),
+        ("POST", r"/batches/(?P<bid>[^/]+)/jobs/(?P<jid>[^/]+)/multipart/complete", "complete_multipart"),
     ]
 
     def handle_api(self, request: httpx.Request) -> httpx.Response:
@@ -319,6 +328,11 @@ class FakeService:
             self.links[job["id"]] = {"job_id": job["id"], "file_name": spec["name"], "method": "POST",
                                      "url": BUCKET_URL, "fields": fields,
                                      "expires_at": batch["upload_expires_at"]}
+            if self.multipart_threshold is not None and spec["size"] > self.multipart_threshold:
+                self.links[job["id"]] = {"job_id": job["id"], "file_name": spec["name"], "method": "MULTIPART",
+                                         "url": None, "fields": {}, "expires_at": batch["upload_expires_at"],
+                                         "size": spec["size"], "part_size": self.part_size,
+                                         "parts_total": -(-spec["size"] // self.part_size)}
             uploads.append(self.links[job["id"]])
         more = len(uploads) > self.uploads_per_response
         return {"batch": self._public(batch), "uploads": uploads[:self.uploads_per_response],
@@ -459,6 +473,80 @@ class FakeService:
             "uploads": [self.links[j["id"]] for j in page if j["status"] == "awaiting_upload"],
             "next_cursor": str(offset + size) if more else None})
 
+    # -- uploads in parts --------------------------------------------------------------------
+
+    def _multipart_job(self, bid: str, jid: str):
+        job = next((j for j in self.jobs.get(bid, []) if j["id"] == jid), None)
+        if job is None:
+            return None, error(404, "NotFoundError", f"job {jid} not found in batch {bid}")
+        if job["status"] != "awaiting_upload":
+            return job, error(409, "ConflictError", f"{job['file_name']} is not awaiting upload")
+        return job, None
+
+    def _start_multipart(self, request, query, bid, jid):
+        job, refused = self._multipart_job(bid, jid)
+        if job is not None:
+            self.multipart_calls.append(("start", job["file_name"]))
+        if refused:
+            return refused
+        held = self.parts_held.setdefault(jid, {})
+        size, part = job["size"], self.part_size
+        total = -(-size // part)
+        length = lambda n: part if n < total else size - part * (total - 1)
+        uploaded = [n for n in range(1, total + 1) if n in held and len(held[n]) == length(n)]
+        todo = [n for n in range(1, total + 1) if n not in uploaded and n > int(query.get("after", 0))]
+        limit = int(query.get("limit", 100))
+        page = todo[:limit]
+        key = f"uploads/{bid}/{jid}/{job['file_name']}"
+        return httpx.Response(200, json={"upload": {
+            "job_id": jid, "file_name": job["file_name"], "size": size, "method": "MULTIPART", "upload_id": "u-" + jid,
+            "part_size": part, "parts_total": total, "parts_uploaded": uploaded,
+            "bytes_uploaded": sum(length(n) for n in uploaded), "parts_wrong": [],
+            "parts": [{"part_number": n, "size": length(n),
+                       "url": f"{S3}/parts/{key}?uploadId=u-{jid}&partNumber={n}&size={length(n)}"} for n in page],
+            "next_after": page[-1] if len(todo) > len(page) else None,
+            "expires_at": self.batches[bid]["upload_expires_at"]}})
+
+    def _complete_multipart(self, request, query, bid, jid):
+        job, refused = self._multipart_job(bid, jid)
+        if job is not None:
+            self.multipart_calls.append(("complete", job["file_name"]))
+        if refused:
+            return refused
+        held = self.parts_held.get(jid, {})
+        total = -(-job["size"] // self.part_size)
+        missing = [n for n in range(1, total + 1) if n not in held]
+        if missing:
+            return error(400, "BadRequestError", f"{job['file_name']}: part {missing[0]} is missing")
+        self._mark_uploaded(self.batches[bid], job)
+        return httpx.Response(200, json={"job": job})
+
+    def _s3_part(self, request: httpx.Request) -> httpx.Response:
+        query = {k: v[-1] for k, v in parse_qs(request.url.query.decode()).items()}
+        jid, number, signed = query["uploadId"][2:], int(query["partNumber"]), int(query["size"])
+        job = next((j for jobs in self.jobs.values() for j in jobs if j["id"] == jid), None)
+        if job is None:
+            return s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
+        if request.headers.get("transfer-encoding") == "chunked" or "content-length" not in request.headers:
+            self.violations.append("part sent without Content-Length (S3 signs the length)")
+        data = request.read()
+        faults = self.part_faults.get((job["file_name"], number))
+        if faults:
+            fault = faults.pop(0)
+            if isinstance(fault, BaseException):
+                raise fault
+            return s3_error(fault, "SlowDown", "Please reduce your request rate.")
+        if len(data) != signed:
+            return s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match")
+        self.parts_held.setdefault(jid, {})[number] = data
+        self.parts_received.append((job["file_name"], number))
+        return httpx.Response(200, headers={"ETag": f'"etag-{number}"'})
+
+    def assembled(self, file_name: str) -> bytes:
+        job = next(j for jobs in self.jobs.values() for j in jobs if j["file_name"] == file_name)
+        held = self.parts_held.get(job["id"], {})
+        return b"".join(held[n] for n in sorted(held))
+
     # -- S3 --------------------------------------------------------------------------------
 
     def handle_s3(self, request: httpx.Request) -> httpx.Response:
@@ -467,6 +555,8 @@ class FakeService:
             self.violations.append(f"Authorization header sent to S3: {request.url}")
         if request.method == "POST" and str(request.url) == BUCKET_URL:
             return self._s3_post(request)
+        if request.method == "PUT" and request.url.path.startswith("/parts/"):
+            return self._s3_part(request)
         if request.method == "GET" and request.url.path.startswith("/archives/"):
             return self._s3_archive(request)
         if request.method == "GET" and request.url.path.lstrip("/") in self.staged:

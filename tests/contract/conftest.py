@@ -69,6 +69,22 @@ class Backend:
         from chalicelib.adapters.sqs_events import keys_in_message
         return [k for body in self._drain(self.container.settings.queue_url(UPLOADS.key)) for k in keys_in_message(body)]
 
+    def put_part(self, url: str, data: bytes) -> str:
+        """A client's PUT of one part to its presigned URL; the part's ETag."""
+        if self.name == "memory":
+            return self.container.storage.put_part(url, data)
+        import requests
+        response = requests.put(url, data=data, timeout=30)
+        assert response.status_code == 200, (response.status_code, response.text[:300])
+        return response.headers["ETag"]
+
+    def arrival_messages(self) -> list[str]:
+        if self.name == "memory":
+            return self.container.arrival_queue.take()
+        from chalicelib.adapters.sqs_events import keys_in_message
+        from chalicelib.resources import ARRIVALS
+        return [k for body in self._drain(self.container.settings.queue_url(ARRIVALS.key)) for k in keys_in_message(body)]
+
     def archive_messages(self) -> list[dict]:
         if self.name == "memory":
             return self.container.archive_queue.take()

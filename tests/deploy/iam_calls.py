@@ -89,7 +89,7 @@ class Recorder:
 def _compact(params: dict) -> dict:
     """Only what decides the permission: names of tables, indexes, buckets, keys, queues."""
     out = {}
-    for key in ("TableName", "IndexName", "Bucket", "Key", "Prefix", "QueueUrl", "KeyId"):
+    for key in ("TableName", "IndexName", "Bucket", "Key", "Prefix", "QueueUrl", "KeyId", "UploadId"):
         if key in params:
             out[key] = params[key]
     if "RequestItems" in params:
@@ -142,7 +142,9 @@ _TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "
 _S3_OBJECT = {"GetObject": "s3:GetObject", "PutObject": "s3:PutObject", "CreateMultipartUpload": "s3:PutObject",
               "UploadPart": "s3:PutObject", "CompleteMultipartUpload": "s3:PutObject",
               "AbortMultipartUpload": "s3:AbortMultipartUpload", "DeleteObject": "s3:DeleteObject",
-              "presign:GetObject": "s3:GetObject", "presign:PostObject": "s3:PutObject"}
+              "ListParts": "s3:ListMultipartUploadParts",
+              "presign:GetObject": "s3:GetObject", "presign:PostObject": "s3:PutObject",
+              "presign:UploadPart": "s3:PutObject"}
 _SQS = {"SendMessage": "sqs:SendMessage", "SendMessageBatch": "sqs:SendMessage",
         "ReceiveMessage": "sqs:ReceiveMessage", "DeleteMessage": "sqs:DeleteMessage",
         "DeleteMessageBatch": "sqs:DeleteMessage", "GetQueueAttributes": "sqs:GetQueueAttributes"}
@@ -182,6 +184,9 @@ def needs_for(call: Call, arns: Arns) -> list[Need]:
             return [Need("s3:ListBucketMultipartUploads", arns.bucket(p["Bucket"]), why=why)]
         if op in ("ListObjectsV2", "ListObjects"):
             return [Need("s3:ListBucket", arns.bucket(p["Bucket"]), prefix=p.get("Prefix", ""), why=why)]
+        if op == "ListMultipartUploads":
+            return [Need("s3:ListBucketMultipartUploads", arns.bucket(p["Bucket"]), prefix=p.get("Prefix", ""),
+                         why=why)]
         if op == "DeleteObjects":
             return [Need("s3:DeleteObject", arns.object(p["Bucket"], k), why=why) for k in p["Keys"]]
     if call.service == "sqs" and op in _SQS:

@@ -29,7 +29,7 @@ from workload import Workload
 from chalicelib import resources
 from deploy import template as tmpl
 
-APP_PREFIXES = ("uploads/", "outputs/", "archives/")
+APP_PREFIXES = ("uploads/", "outputs/", "archives/", "drop/")
 # X-Ray supports no resource-level permissions for these: Resource "*" is the only form
 XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 
@@ -115,7 +115,7 @@ def policies(deployed, functions) -> dict[str, list[Statement]]:
 
 
 def missing_grants(needs: set[Need], granted: list[Statement]) -> list[str]:
-    return sorted(f"{n.action} on {n.resource}" + (f" (prefix {n.prefix!r})" if n.action == "s3:ListBucket" else "")
+    return sorted(f"{n.action} on {n.resource}" + (f" (prefix {n.prefix!r})" if n.action.startswith("s3:ListBucket") else "")
                   + f"  <- {n.why}" for n in needs if not any(s.allows(n) for s in granted))
 
 

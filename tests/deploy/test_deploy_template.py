@@ -113,11 +113,11 @@ def test_every_function_is_configured_in_the_packaged_template(sam_template):
     env_names = {"BATCHES_TABLE", "JOBS_TABLE", "PIPELINES_TABLE", "META_TABLE", "WEBHOOKS_TABLE",
                  "DELIVERIES_TABLE", "COUNTERS_TABLE", "MANIFESTS_TABLE", "BUCKET_NAME", "UPLOAD_QUEUE_URL",
                  "ARCHIVE_QUEUE_URL", "ARRIVAL_QUEUE_URL", "ARCHIVE_PARTS_QUEUE_URL", "DELIVERY_QUEUE_URL",
-                 "MAINTENANCE_QUEUE_URL", "EVENT_BUS_NAME", "WEBHOOK_KEY_ID"}
+                 "MAINTENANCE_QUEUE_URL", "DROP_QUEUE_URL", "EVENT_BUS_NAME", "WEBHOOK_KEY_ID"}
     functions = tmpl.app_functions()
     assert {fn.name for fn in functions} == {"api_handler", "token_auth", "register_uploads", "process_upload",
                                              "build_archive", "build_archive_part", "expire_uploads",
-                                             "publish_batch_events", "deliver_webhooks", "run_maintenance"}
+                                             "publish_batch_events", "deliver_webhooks", "run_maintenance", "register_drop"}
     for fn in functions:
         props = res[fn.logical_id]["Properties"]
         variables = props["Environment"]["Variables"]
@@ -147,6 +147,38 @@ def test_every_function_is_configured_in_the_packaged_template(sam_template):
         {"Fn::Sub": "${DeliveryQueue.Arn}"}
     assert res["EventBus"]["Type"] == "AWS::Events::EventBus"
     assert res["WebhookSecretsKey"]["Properties"]["EnableKeyRotation"] is True
+    drops = res["RegisterDrop"]["Properties"]["Events"]["RegisterDropSqsEventSource"]["Properties"]
+    assert drops["Queue"] == {"Fn::Sub": "${DropQueue.Arn}"} and drops["BatchSize"] == 1
+    # /tmp holds the largest upload the processor spools, plus headroom (README "The per-file limit")
+    assert res["ProcessUpload"]["Properties"]["EphemeralStorage"] == {"Size": 6144}
+    assert "EphemeralStorage" not in res["APIHandler"]["Properties"]
+
+
+def test_uploads_in_parts_and_drop_folders_reach_the_bucket_configuration(sam_template):
+    bucket = sam_template["Resources"]["StorageBucket"]["Properties"]
+    assert "PUT" in bucket["CorsConfiguration"]["CorsRules"][0]["AllowedMethods"]
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["abort-abandoned-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert "Prefix" not in rules["abort-abandoned-multipart-uploads"]   # every prefix, drop/ too
+    assert rules["expire-drop-folders"] == {"Id": "expire-drop-folders", "Status": "Enabled", "Prefix": "drop/",
+                                            "ExpirationInDays": resources.DROP_RETENTION_DAYS}
+    notifications = {json.dumps(n["Filter"], sort_keys=True): n["Queue"] for n in
+                     bucket["NotificationConfiguration"]["QueueConfigurations"]}
+    marker_only = {"S3Key": {"Rules": [{"Name": "prefix", "Value": "drop/"}, {"Name": "suffix", "Value": "_READY"}]}}
+    assert notifications[json.dumps(marker_only, sort_keys=True)] == {"Fn::GetAtt": ["DropQueue", "Arn"]}
+    assert "DropQueuePolicy" in sam_template["Resources"]
+
+
+def test_tmp_follows_the_stages_per_file_limit():
+    config = tmpl.load_config()
+    assert tmpl.ephemeral_storage_mb(config) == 5 * 1024 + 1024
+    small = copy.deepcopy(config)
+    small["stages"]["prod"]["environment_variables"]["MAX_FILE_SIZE"] = str(100 * 1024 * 1024)
+    assert tmpl.ephemeral_storage_mb(small) == 1124
+    huge = copy.deepcopy(config)
+    huge["stages"]["prod"]["environment_variables"]["MAX_FILE_SIZE"] = str(10 * 1024 ** 3)
+    with pytest.raises(tmpl.TemplateError, match="10240 MB"):
+        tmpl.build(huge, functions=tmpl.app_functions())
 
 
 def test_gateway_responses_are_in_the_api_definition(cfn_template):

@@ -5,10 +5,13 @@ then the route), SQS batches to process_upload and build_archive, the scheduled 
 expire_uploads. Covers create/upload/process (good, bad, missing upload), list/read/stats,
 downloads (inline and via the archive queue), retry, cancel (and an upload arriving after
 it, and a cancel racing a processing worker), upload expiry, delete, and the archive
-writer's multipart and abort paths. Events and webhooks: the webhook API, PATCH, the batches
-stream handed to publish_batch_events (and handed again, as a redelivery), prebuilt archives and
-archive.ready, delivery attempts against a receiver on 127.0.0.1, ping and redeliver. Every AWS
-call is recorded with the function it ran in.
+writer's multipart and abort paths, uploads in parts (start, resume, complete, abort, and their
+abort on cancel, delete and expiry), and drop folders (markers valid, invalid, repeated, second
+and empty; their files through arrivals and processing; a drop batch deleted, also by the sweep).
+Events and webhooks: the webhook API, PATCH, the batches stream handed to publish_batch_events
+(and handed again, as a redelivery), prebuilt archives and archive.ready, delivery attempts
+against a receiver on 127.0.0.1, ping and redeliver. Every AWS call is recorded with the
+function it ran in.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from urllib.parse import quote_plus
 from iam_calls import Recorder
 
 OWNER = "studio"
+MIB = 1024 * 1024
 
 
 def _image(fmt: str, size=(64, 48)) -> bytes:
@@ -90,6 +94,37 @@ class Workload:
                 done += 1
         return done
 
+    def put_parts(self, start: dict, data: bytes, only=None) -> None:
+        """A client's PUTs to presigned part URLs (mock_aws answers them)."""
+        import requests
+        for part in start["upload"]["parts"]:
+            if only is None or part["part_number"] in only:
+                begin = (part["part_number"] - 1) * start["upload"]["part_size"]
+                assert requests.put(part["url"], data=data[begin:begin + part["size"]], timeout=30).status_code == 200
+
+    def drain_arrivals(self) -> None:
+        """What the arrivals queue's event source mapping does (drop folders' files come this way)."""
+        url = self.settings.queue_url("arrivals")
+        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            payload = self.sqs_invoke("register_uploads", "imgbatch-arrivals", [m["Body"] for m in messages])
+            assert payload == {"batchItemFailures": []}, payload
+            for m in messages:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        self.drain_processing()
+
+    def discard_arrivals(self) -> None:
+        url = self.settings.queue_url("arrivals")
+        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for m in messages:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+    def marker(self, folder: str, body: bytes) -> None:
+        """A studio writes a drop folder's marker; S3 announces it to register_drop."""
+        key = f"drop/{OWNER}/{folder}/_READY"
+        self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body)
+        assert self.sqs_invoke("register_drop", "imgbatch-drops", [_s3_event(self.settings.bucket, key)]) == \
+            {"batchItemFailures": []}
+
     def sweep(self):
         event = self.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                      resources=[], region=self.settings.region)
@@ -149,8 +184,11 @@ class Workload:
 
         authorizer.func = token_auth
         # the workload's receiver listens on 127.0.0.1 (deployed stacks refuse private addresses)
-        # and its failed first answer is tried again at once (the backoff is the app's business)
-        self.settings = replace(self.settings, webhook_allow_private=True, webhook_retry_base_seconds=0.01)
+        # and its failed first answer is tried again at once (the backoff is the app's business);
+        # small files in parts keep the run quick; drop folders on for the workload's owner
+        self.settings = replace(self.settings, webhook_allow_private=True, webhook_retry_base_seconds=0.01,
+                                multipart_threshold=6 * MIB, multipart_part_size=5 * MIB,
+                                drop_folder_owners=frozenset({OWNER}))
         try:
             container = wiring.reset(self.settings)
             self.stream = container.batch_stream_reader()
@@ -281,15 +319,26 @@ class Workload:
         warm.storage, warm.repository   # noqa: B018  (cached: built now, not inside the request)
         batch3, uploads3 = self.new_batch([web["id"]], [
             {"name": "late.png", "size": 10, "content_type": "image/png"},
-            {"name": "stored.png", "size": len(_image("PNG")), "content_type": "image/png"}])
-        assert len(uploads3) == 2, (batch3, uploads3, time.time())
+            {"name": "stored.png", "size": len(_image("PNG")), "content_type": "image/png"},
+            {"name": "late-big.png", "size": 7 * MIB, "content_type": "image/png"}])
+        assert len(uploads3) == 3, (batch3, uploads3, time.time())
         self.upload(uploads3[1], _image("PNG"))
+        self.put_parts(self.http("POST", f"/batches/{batch3['id']}/jobs/{uploads3[2]['job_id']}/multipart",
+                                 expect=200)[1], b"\0" * (7 * MIB), only={1})
+        # a drop folder whose files' announcements were lost: the sweep registers them
+        self.s3.put_object(Bucket=self.settings.bucket, Key=f"drop/{OWNER}/lost/a.png", Body=_image("PNG"))
+        self.discard_arrivals()
+        self.marker("lost", json.dumps({"pipeline_ids": [web["id"]]}).encode())
+        self.discard_arrivals()
         time.sleep(6.2)
-        assert self.sweep() == {"expired": 1, "deletes_resumed": 0}
+        assert self.sweep() == {"expired": 2, "deletes_resumed": 0}   # and its parts are aborted
         wiring.reset(self.settings)
         self.drain_processing()
         _, got = self.http("GET", f"/batches/{batch3['id']}", expect=200)
         assert got["batch"]["status"] == "completed_with_errors", got["batch"]
+
+        self._uploads_in_parts(web)
+        drop_batch = self._drop_folders(web)
 
         # a cancel and a delete that a crash cut short: the sweep finishes both
         from chalicelib.services.clock import iso, utcnow
@@ -302,27 +351,34 @@ class Workload:
         self.process(uploads5[0]["fields"]["key"])
         self.http("GET", f"/batches/{batch5['id']}/download?redirect=false", expect=200)   # an archive too
         assert repo.mark_deleting(repo.get_batch(batch5["id"]), iso(utcnow()))          # objects never removed
-        assert self.sweep() == {"expired": 0, "deletes_resumed": 1}
+        assert repo.mark_deleting(repo.get_batch(drop_batch), iso(utcnow()))             # a drop folder's too
+        assert self.sweep() == {"expired": 0, "deletes_resumed": 2}
         _, got = self.http("GET", f"/batches/{batch4['id']}", expect=200)
         assert got["batch"]["progress"]["cancelled"] == 1, got["batch"]
         self.http("GET", f"/batches/{batch5['id']}", expect=404)
 
         # a batch over one manifest chunk: its other jobs materialised in the background, its cancel
         # and its delete finished there too
-        files = [{"name": f"PL_BIG{i}_x.png", "size": 10, "content_type": "image/png"} for i in range(1000)]
-        big, big_uploads = self.new_batch([web["id"]], [{"name": "PL_BIG_first.png", "size": len(_image("PNG")),
-                                                         "content_type": "image/png"}] + files)
+        files = [{"name": f"PL_BIG{i}_x.png", "size": 10, "content_type": "image/png"} for i in range(999)]
+        big, big_uploads = self.new_batch([web["id"]], [
+            {"name": "PL_BIG_first.png", "size": len(_image("PNG")), "content_type": "image/png"},
+            {"name": "PL_BIG_parts.png", "size": 7 * MIB, "content_type": "image/png"}] + files)
         assert self.drain_maintenance() == 1                                   # materialise the second chunk
         self.upload(big_uploads[0], _image("PNG"))
         self.process(big_uploads[0]["fields"]["key"])                          # an upload and its outputs
+        # an upload in parts begun, never finished: the background cancel aborts it
+        self.http("POST", f"/batches/{big['id']}/jobs/{big_uploads[1]['job_id']}/multipart", expect=200)
         self.http("GET", f"/batches/{big['id']}/download?partial=true&redirect=false", expect=200)   # an archive
         self.http("POST", f"/batches/{big['id']}/cancel", expect=200)
         assert self.drain_maintenance() == 1                                   # cancel its jobs
         _, got = self.http("GET", f"/batches/{big['id']}", expect=200)
         assert got["batch"]["progress"]["cancelled"] == 1000, got["batch"]["progress"]
+        assert not self.s3.list_multipart_uploads(Bucket=self.settings.bucket,
+                                                  Prefix=f"uploads/{big['id']}/").get("Uploads")
         self.http("DELETE", f"/batches/{big['id']}", expect=204)
         assert self.drain_maintenance() == 1                                   # purge it
         self.http("GET", f"/batches/{big['id']}", expect=404)
+        self._big_drop_folder(web)
 
         # the events of everything so far; finished batches with outputs get their ZIP prebuilt
         records = self.publish_events()
@@ -340,6 +396,80 @@ class Workload:
         assert {"ping", "batch.created", "batch.started", "batch.completed_with_errors", "batch.cancelled",
                 "batch.deleted", "archive.ready"} <= types, types
         self.http("DELETE", f"/webhooks/{hook['id']}", expect=204)
+
+    def _uploads_in_parts(self, web: dict) -> None:
+        """A file in parts: started, resumed, refused with a part missing, completed, processed;
+        another aborted; a batch cancelled and one deleted with uploads in parts unfinished."""
+        big = _image("PNG") + b"\0" * (11 * MIB)   # trailing bytes: still a PNG to the decoder
+        batch, uploads = self.new_batch([web["id"]], [
+            {"name": "big.png", "size": len(big), "content_type": "image/png"},
+            {"name": "big2.png", "size": len(big), "content_type": "image/png"}])
+        path = f"/batches/{batch['id']}/jobs/{uploads[0]['job_id']}/multipart"
+        self.put_parts(self.http("POST", path, expect=200)[1], big, only={1, 3})
+        _, resumed = self.http("POST", path + "?limit=1", expect=200)
+        assert resumed["upload"]["parts_uploaded"] == [1, 3]
+        self.http("POST", path + "/complete", expect=400)                 # part 2 is missing
+        self.put_parts(resumed, big)
+        self.http("POST", path + "/complete", expect=200)
+        self.process(f"uploads/{batch['id']}/{uploads[0]['job_id']}/big.png")   # S3's announcement
+        self.http("POST", path + "/complete", expect=200)                 # again: already complete
+        path2 = f"/batches/{batch['id']}/jobs/{uploads[1]['job_id']}/multipart"
+        self.put_parts(self.http("POST", path2, expect=200)[1], big, only={2})
+        self.http("DELETE", path2, expect=204)
+        self.put_parts(self.http("POST", path2, expect=200)[1], big, only={1})
+        self.http("POST", f"/batches/{batch['id']}/cancel", expect=200)    # aborts it
+        batch2, uploads2 = self.new_batch([web["id"]], [{"name": "big.png", "size": len(big),
+                                                          "content_type": "image/png"}])
+        self.put_parts(self.http("POST", f"/batches/{batch2['id']}/jobs/{uploads2[0]['job_id']}/multipart",
+                                 expect=200)[1], big, only={1})
+        self.http("DELETE", f"/batches/{batch2['id']}", expect=204)         # aborts it
+        assert not self.s3.list_multipart_uploads(Bucket=self.settings.bucket).get("Uploads")
+
+    def _drop_folders(self, web: dict) -> str:
+        """Markers that make no batch, one that does (files registered and processed where they
+        are), the same marker again, a second marker; a drop batch deleted. Returns another drop
+        batch, left for the sweep's interrupted delete."""
+        bucket = self.settings.bucket
+        for name, data in (("PL_DXB9_Front.png", _image("PNG")), ("notes.txt", b"not an image")):
+            self.s3.put_object(Bucket=bucket, Key=f"drop/{OWNER}/shoot/{name}", Body=data)
+        self.discard_arrivals()   # earlier uploads' announcements, handled long ago
+        self.marker("shoot", json.dumps({"pipeline_ids": ["00000000-0000-4000-8000-000000000000"]}).encode())
+        self.marker("shoot", b"{not json")
+        self.marker("empty", json.dumps({"pipeline_ids": [web["id"]]}).encode())
+        self.marker("shoot", json.dumps({"pipeline_ids": [web["id"]], "description": "dropped"}).encode())
+        self.drain_arrivals()
+        _, listed = self.http("GET", "/batches?search=dropped", expect=200)
+        [made] = listed["batches"]
+        assert made["status"] == "completed_with_errors", made
+        self.sqs_invoke("register_drop", "imgbatch-drops", [_s3_event(bucket, f"drop/{OWNER}/shoot/_READY")])
+        self.marker("shoot", json.dumps({"pipeline_ids": [web["id"]], "description": "second"}).encode())
+        self.http("POST", f"/batches/{made['id']}/retry", expect=200)    # the non-image, from its folder
+        self.drain_processing()
+        self.http("DELETE", f"/batches/{made['id']}", expect=204)
+        assert not self.s3.list_objects_v2(Bucket=bucket, Prefix=f"drop/{OWNER}/shoot/").get("Contents")
+        self.s3.put_object(Bucket=bucket, Key=f"drop/{OWNER}/later/a.png", Body=_image("PNG"))
+        self.marker("later", json.dumps({"pipeline_ids": [web["id"]], "description": "later"}).encode())
+        self.drain_arrivals()
+        _, listed = self.http("GET", "/batches?search=later", expect=200)
+        return listed["batches"][0]["id"]
+
+    def _big_drop_folder(self, web: dict) -> None:
+        """A drop folder over one manifest chunk: the maintenance queue stores the second chunk's
+        jobs and announces their files; deleting it purges the folder in the background."""
+        bucket, folder = self.settings.bucket, f"drop/{OWNER}/big/"
+        for i in range(1001):
+            self.s3.put_object(Bucket=bucket, Key=f"{folder}PL_DRP{i}_x.png", Body=b"not an image")
+        self.marker("big", json.dumps({"pipeline_ids": [web["id"]], "description": "big drop"}).encode())
+        self.discard_arrivals()   # the first chunk's announcements: processing them is covered above
+        assert self.drain_maintenance() == 1                                   # the second chunk, announced
+        url = self.settings.queue_url("arrivals")
+        announced = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        assert announced, "the second chunk's file was not announced"
+        self.discard_arrivals()
+        _, listed = self.http("GET", "/batches?search=big%20drop", expect=200)
+        self.http("DELETE", f"/batches/{listed['batches'][0]['id']}", expect=204)
+        assert self.drain_maintenance() == 1                                   # purge it, and its folder
+        assert not self.s3.list_objects_v2(Bucket=bucket, Prefix=folder).get("Contents")
 
     def _cancel_racing_worker(self, batch: dict, upload: dict) -> None:
         """The user cancels while a worker renders: the worker's commit loses and it removes its outputs."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import shutil
 import subprocess
 import zipfile
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from tests import images
-from tests.functional.test_processing import Flow, s3_body
+from tests.functional.test_processing import Flow
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def test_archive_layout_manifest_and_bytes(flow, api, aws, tmp_path):
     r = api.get(f"/batches/{bid}/download")
     assert r.status_code == 302
     url = r.headers["location"]
-    assert f"response-content-disposition" in url.lower()
+    assert "response-content-disposition" in url.lower()
     disposition = parse_qs(urlparse(url).query)["response-content-disposition"][0]
     assert f'filename="{base}.zip"' in disposition
     body = fetch(url).content

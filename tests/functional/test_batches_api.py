@@ -118,7 +118,7 @@ NFD = unicodedata.normalize("NFD", "Caf\u00e9.png")
     ({"pipeline_ids": ["PIPE"], "files": files("a.png"), "customer_prefix": "A B"}, 400, "customer_prefix must be"),
     ({"pipeline_ids": ["PIPE"], "files": files("a.png"), "description": 7}, 400, "description must be a string"),
     ({"pipeline_ids": ["nope"], "files": files("a.png")}, 400, "unknown pipeline id(s): nope"),
-    ({"pipeline_ids": ["PIPE"], "files": [{"name": "a.png", "size": 201 * 1024 * 1024}]}, 413, "per-file limit"),
+    ({"pipeline_ids": ["PIPE"], "files": [{"name": "a.png", "size": 5 * 1024 ** 3 + 1}]}, 413, "per-file limit"),
     ({"pipeline_ids": ["PIPE"], "files": files(*[f"f{i}.png" for i in range(100_001)])}, 413,
      "at most 100000 files"),
 ])

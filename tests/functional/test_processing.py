@@ -8,7 +8,6 @@ from urllib.parse import quote_plus
 import pytest
 
 from tests import images
-from tests.functional.conftest import files
 
 
 def s3_body(*keys) -> str:

@@ -9,23 +9,9 @@ import json
 
 import pytest
 
-from chalicelib.adapters import repository as repository_module
-from chalicelib.domain import buckets
 from tests.functional.test_processing import Flow
 
 FILES = 250   # 3 buckets of about 100 files; 5 chunks of 50 positions
-
-
-@pytest.fixture
-def small_chunks(monkeypatch):
-    for module in (buckets, repository_module):
-        monkeypatch.setattr(module, "CHUNK_SIZE", 50)
-    from chalicelib.services import batches as batches_module
-    monkeypatch.setattr(batches_module, "UPLOADS_PER_RESPONSE", 50)
-    monkeypatch.setattr(batches_module, "chunk_count", lambda n: -(-n // 50))
-    monkeypatch.setattr(batches_module, "chunk_of", lambda p: p // 50)
-    monkeypatch.setattr(repository_module, "chunk_count", lambda n: -(-n // 50))
-    monkeypatch.setattr(repository_module, "chunk_of", lambda p: p // 50)
 
 
 @pytest.fixture

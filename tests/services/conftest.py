@@ -55,7 +55,7 @@ class System:
 
     def key(self, created: dict, name: str) -> str:
         """Where the client uploads `name` (the created batch may hold only the first page of uploads)."""
-        signed = [u["fields"]["key"] for u in created["uploads"] if u["file_name"] == name]
+        signed = [u["fields"]["key"] for u in created["uploads"] if u["file_name"] == name and u["method"] == "POST"]
         return signed[0] if signed else next(
             j["key"] for j in self.repo.all_jobs(created["batch"]["id"]) if j["file_name"] == name)
 
@@ -95,12 +95,12 @@ class System:
     def with_settings(self, **changes) -> None:
         """Settings the services were built with, changed (rebuilds the services, keeps the stores)."""
         self.container.settings = replace(self.container.settings, **changes)
-        for name in ("batches", "processor", "archives", "deleter", "sweep", "pipelines"):
+        for name in ("batches", "processor", "archives", "deleter", "sweep", "pipelines", "multipart", "dropfolders"):
             self.container.__dict__.pop(name, None)
         self._set_clocks()
 
     def _set_clocks(self) -> None:
-        for name in ("batches", "processor", "archives", "deleter", "pipelines"):
+        for name in ("batches", "processor", "archives", "deleter", "pipelines", "multipart", "dropfolders"):
             getattr(self.container, name).clock = self.clock
 
 
