@@ -610,7 +610,9 @@ class MemoryStorage:
     Multipart uploads follow S3: parts are sent by number in any order (a part sent again
     replaces itself), nothing is visible until the upload is completed, a completed or aborted
     upload is gone (UploadGone), and every part but the last must be at least `min_part_size`
-    (S3's 5 MiB; a test lowers it as tests/functional lowers moto's)."""
+    (S3's 5 MiB; a test lowers it as tests/functional lowers moto's). Where moto is laxer than
+    S3 the fake follows S3 (tests/contract cannot hold moto to it): an upload id belongs to its
+    key, and a copied range must lie inside its source."""
 
     min_part_size = MIN_PART_SIZE
 
