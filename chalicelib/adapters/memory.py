@@ -361,7 +361,9 @@ class MemoryRepository:
             return True
 
     def finish_job(self, job: dict, attempt: int, now: str, outputs: list | None = None,
-                   error: tuple[str, str] | None = None, preview: dict | None = None) -> bool:
+                   error: tuple[str, str] | None = None, preview: dict | None = None) -> bool | str:
+        """MAYBE_DONE for the file that completes the batch (DynamoDB also answers it for the last
+        file of each bucket: the port allows more, never fewer)."""
         with self._lock:
             stored, batch = self._job_and_batch(job)
             if stored is None or stored["status"] != JOB_PROCESSING or stored["attempt"] != attempt \

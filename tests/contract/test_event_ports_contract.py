@@ -97,18 +97,18 @@ def test_an_attempt_is_claimed_once_and_only_its_holder_records_it(store):
     assert store.claim_attempt(d, 1, iso_precise(T[2]), lease) is False   # a duplicate message: the lease holds
     assert store.get_delivery(h["id"], d["id"])["attempts"] == 1
     assert store.finish_attempt(d, 2, {"status": "delivered"}) is False   # not ours
-    assert store.finish_attempt(d, 1, {"status": "pending", "last_status_code": 500, "last_error": "receiver answered 500",
-                                       "next_attempt_at": iso(T[40])}) is True
+    outcome = {"status": "pending", "last_status_code": 500, "last_error": "receiver answered 500",
+               "next_attempt_at": iso(T[40])}
+    assert store.finish_attempt(d, 1, outcome) is True
     after = store.get_delivery(h["id"], d["id"])
-    assert (after["status"], after["attempts"], after["last_status_code"], after["last_error"], after["lease_until"]) == (
-        "pending", 1, 500, "receiver answered 500", None)
+    assert {k: after[k] for k in outcome} == outcome and (after["attempts"], after["lease_until"]) == (1, None)
     assert store.claim_attempt(d, 1, iso_precise(T[50]), lease) is False  # finished: no lease to take over
     assert store.claim_attempt(d, 2, iso_precise(T[41]), iso_precise(T[59])) is True
     assert store.finish_attempt(d, 2, {"status": "delivered", "last_status_code": 204, "last_error": None,
                                        "delivered_at": iso(T[42]), "next_attempt_at": None}) is True
     done = store.get_delivery(h["id"], d["id"])
-    assert (done["status"], done["last_status_code"], done["last_error"], done["next_attempt_at"], done["delivered_at"]) \
-        == ("delivered", 204, None, None, iso(T[42]))
+    assert (done["status"], done["last_status_code"], done["last_error"], done["next_attempt_at"]) == \
+        ("delivered", 204, None, None) and done["delivered_at"] == iso(T[42])
     assert store.claim_attempt(done, 3, iso_precise(T[59]), lease) is False      # delivered: nothing more
     assert store.finish_attempt(done, 2, {"status": "failed"}) is False
 
