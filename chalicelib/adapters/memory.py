@@ -450,8 +450,9 @@ class MemoryRepository:
         with self._lock:
             stored = self._batches.get(batch_id)
             if stored is not None and stored["status"] == CANCELLED and stored["_shard"] is not None:
+                old = _public(stored)   # the same fields: only the sweep's set changes
                 stored["_shard"] = None
-                self._changed(_public(stored), batch_id)
+                self._changed(old, batch_id)
 
     # -- jobs ---------------------------------------------------------------------------------
     def get_jobs(self, batch_id: str, job_ids: Sequence[str]) -> dict[str, dict]:
