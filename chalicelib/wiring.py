@@ -279,6 +279,44 @@ class InMemoryContainer(Container):
         from .adapters.memory import MemoryProcessingQueue
         return MemoryProcessingQueue()
 
+    # -- events and webhooks (adapters/memory_events.py) ----------------------------------
+    @cached_property
+    def webhook_store(self):
+        from .adapters.memory_events import MemoryWebhookStore
+        return MemoryWebhookStore()
+
+    @cached_property
+    def delivery_queue(self):
+        from .adapters.memory_events import MemoryDeliveryQueue
+        return MemoryDeliveryQueue()
+
+    @cached_property
+    def event_bus(self):
+        from .adapters.memory_events import MemoryEventBus
+        return MemoryEventBus()
+
+    @cached_property
+    def secret_box(self):
+        from .adapters.memory_events import MemorySecretBox
+        return MemorySecretBox()
+
+    @cached_property
+    def webhook_sender(self):
+        from .adapters.memory_events import RecordingSender
+        return RecordingSender()
+
+    # Container builds these two with their AWS adapters inline: the same services, on the fakes.
+    @cached_property
+    def deliveries(self):
+        from .services.deliveries import Deliveries
+        return Deliveries(self.webhook_store, self.delivery_queue, self.secret_box, self.webhook_sender,
+                          self.settings)
+
+    @cached_property
+    def events(self):
+        from .services.events import EventService
+        return EventService(self.webhook_store, self.event_bus, self.deliveries, self.archive_queue, self.settings)
+
 
 _lock = threading.Lock()
 _container: Container | None = None

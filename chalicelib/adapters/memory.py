@@ -17,6 +17,16 @@ on moto. What "the same" means here:
   when the item it came from has moved). As on moto, the last page has no cursor even when it
   is exactly full (DynamoDB itself may hand back one more, empty, page).
 
+- Jobs are materialised as DynamoDB's are: create_batch gives the first manifest chunk's jobs
+  their records, materialize_jobs the others (domain/buckets.py CHUNK_SIZE, read when called, so
+  a test may shrink it). Until then a job is listed (list_jobs, all_jobs, jobs_with_status) as
+  created, but get_job, find_job, get_jobs and jobs_by_status do not see it and only expire_job
+  and cancel_job (which write the whole job) can move it.
+- Every committed change of a batch record is kept as the batches table's stream would hand it
+  (take_changes: sequence, old, new), for the event services. The one difference: a live
+  batch's counts in these images are the current ones, where DynamoDB's item holds its counts
+  only once they are final (its bucket counters hold them meanwhile).
+
 Where DynamoDB's behaviour is an accident rather than a rule, the fake follows the rule and
 tests/contract says so: a batch being deleted moves to no other status (`_move_batch`; the
 DynamoDB repository raises AttributeError there). A move to the status a batch already has is a
@@ -32,18 +42,20 @@ import itertools
 import json
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from ..domain import naming
+from ..domain import buckets, naming
 from ..domain.batches import (
     BATCH_STATUSES, CANCELLED, DELETING, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING,
     PROCESSING, QUEUED, BatchQuery, NewBatch,
 )
 from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
-from ..ports import MAYBE_DONE, ConditionFailed, Page
+from ..ports import MAYBE_DONE, ConditionFailed, Page, SourceChanged, UploadGone
+from .multipart import MAX_PARTS, MIN_PART_SIZE
 from .storage import content_disposition   # plain string code: the S3 store's header, exactly
 
 STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
@@ -71,6 +83,15 @@ def _created_sk(new: NewBatch) -> str:
     return f"{new.created.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{new.id}"
 
 
+@dataclass(frozen=True)
+class Change:
+    """One committed change of a batch, shaped as adapters/batch_stream.Change (what the event
+    services read): the sequence is unique and increasing, as a stream record's is."""
+    sequence: str
+    old: dict | None
+    new: dict | None
+
+
 class MemoryRepository:
     """ports.Repository in memory (see the module docstring for what it promises)."""
 
@@ -85,9 +106,25 @@ class MemoryRepository:
         self._batches: dict[str, dict] = {}
         self._jobs: dict[str, dict[str, dict]] = {}                 # batch id -> job id -> job
         self._job_batch: dict[str, str] = {}                        # job id -> batch id
-        self._build_locks: dict[tuple[str, str], str] = {}          # (batch, fingerprint) -> started_at
+        self._chunks_done: dict[str, set[int]] = {}                 # batch id -> chunks materialised
+        self._build_locks: dict[tuple[str, str], dict] = {}         # (batch, fingerprint) -> marker
         self._tokens: dict[str, str] = {}
         self._drop_folders: dict[tuple[str, str], dict] = {}        # (owner, folder) -> claim
+        self._changes: list[Change] = []
+        self._sequence = 0
+
+    # -- the batches table's stream ----------------------------------------------------
+    def _changed(self, old: dict | None, batch_id: str) -> None:
+        """Record a change of a batch record (under the lock), its images as get_batch reads them."""
+        self._sequence += 1
+        new = self._batches.get(batch_id)
+        self._changes.append(Change(f"{self._sequence:021d}", old, _public(new) if new is not None else None))
+
+    def take_changes(self) -> list[Change]:
+        """Every change since the last take, in commit order (each handed out once)."""
+        with self._lock:
+            taken, self._changes = self._changes, []
+            return taken
 
     # -- pipelines -----------------------------------------------------------------
     def create_pipeline(self, owner: str, pid: str, spec: dict, now: str) -> dict:
@@ -161,16 +198,19 @@ class MemoryRepository:
 
     # -- batches -----------------------------------------------------------------------
     def create_batch(self, new: NewBatch) -> dict:
-        """Jobs first, then the batch (as DynamoDB writes them: a clash of batch ids leaves the
-        jobs written and raises ConditionFailed)."""
+        """The batch, its jobs (listed at once) and the first chunk's job records. A clash of batch
+        ids raises ConditionFailed and changes nothing. (DynamoDB's repository writes a batch's
+        counters and manifest before the conditional put that finds the clash, so there it would
+        rewrite them; batch ids are random UUIDs, so that never happens in practice.)"""
         batch = new.record()
         with self._lock:
-            jobs = self._jobs.setdefault(new.id, {})
-            for job in new.job_records():
-                jobs[job["job_id"]] = {**{f: None for f in JOB_FIELDS}, **copy.deepcopy(job)}
-                self._job_batch[job["job_id"]] = new.id
             if new.id in self._batches:
                 raise ConditionFailed("batch id already exists")
+            jobs = self._jobs.setdefault(new.id, {})
+            for job in new.job_records():
+                # _stored: the job has its own record (materialised, or moved by expire/cancel)
+                jobs[job["job_id"]] = {**{f: None for f in JOB_FIELDS}, **copy.deepcopy(job), "_stored": False}
+                self._job_batch[job["job_id"]] = new.id
             created_sk = _created_sk(new)
             self._batches[new.id] = {
                 **copy.deepcopy(batch), "pipelines": _json(batch["pipelines"]),
@@ -180,12 +220,29 @@ class MemoryRepository:
             }
             n = new.total_files
             self._add(new.owner, total_batches=1, **{QUEUED: 1}, files_current=n, total_files_all_time=n)
+            self._changed(None, new.id)
+            self._materialize(new.id, 0)
         return batch
 
     def get_batch(self, batch_id: str) -> dict | None:
         with self._lock:
             found = self._batches.get(batch_id)
             return _public(found) if found else None
+
+    def update_batch_fields(self, batch: dict, changes: dict, now: str) -> dict | None:
+        """Description and integration fields (None removes one) in any status but deleting; the
+        search text follows the description."""
+        with self._lock:
+            stored = self._batches.get(batch["id"])
+            if stored is None or stored["status"] == DELETING:
+                return None
+            old = _public(stored)
+            stored.update({name: _json(value) for name, value in changes.items()}, updated_at=now)
+            if "description" in changes:
+                stored["_search"] = naming.search_text(batch["customer_prefix"], batch["base_directory_name"],
+                                                       changes["description"])
+            self._changed(old, batch["id"])
+            return _public(stored)
 
     def list_batches(self, query: BatchQuery, start: dict | None = None) -> Page:
         """One page from the entries DynamoDB's matching index would hold, read as the repository
@@ -251,7 +308,9 @@ class MemoryRepository:
                 return False
             self._add(stored["owner"], total_batches=-1, **{stored["status"]: -1},
                       files_current=-int(stored["total_files"]))
+            old = _public(stored)
             stored.update(status=DELETING, updated_at=now, owner=None, _shard=DELETING, _listed=False)
+            self._changed(old, batch["id"])
             return True
 
     def purge_batch(self, batch_id: str) -> None:
@@ -261,8 +320,10 @@ class MemoryRepository:
             for job_id in self._jobs.pop(batch_id, {}):
                 if self._job_batch.get(job_id) == batch_id:
                     del self._job_batch[job_id]
+            self._chunks_done.pop(batch_id, None)
             if batch_id in self._batches and self._batches[batch_id]["status"] == DELETING:
-                del self._batches[batch_id]
+                old = _public(self._batches.pop(batch_id))
+                self._changed(old, batch_id)
 
     def _sparse(self, shard: str, before: str | None = None) -> list[str]:
         with self._lock:
@@ -280,8 +341,13 @@ class MemoryRepository:
         return iter(self._sparse(DELETING))
 
     # -- the job's life ---------------------------------------------------------------------
-    def _job_and_batch(self, job: dict) -> tuple[dict | None, dict | None]:
-        return self._jobs.get(job["batch_id"], {}).get(job["job_id"]), self._batches.get(job["batch_id"])
+    def _job_and_batch(self, job: dict, upsert: bool = False) -> tuple[dict | None, dict | None]:
+        """The job's record and its batch. A job not materialised has no record, so a transition
+        that conditions on it finds nothing; one that writes the whole job (`upsert`) may move it."""
+        stored = self._jobs.get(job["batch_id"], {}).get(job["job_id"])
+        if stored is not None and not stored["_stored"] and not upsert:
+            stored = None
+        return stored, self._batches.get(job["batch_id"])
 
     @staticmethod
     def _open(batch: dict | None) -> bool:
@@ -290,14 +356,17 @@ class MemoryRepository:
     def claim_upload(self, job: dict, now: str) -> bool:
         with self._lock:
             stored, batch = self._job_and_batch(job)
-            if stored is None or stored["status"] != JOB_AWAITING or not self._open(batch):
-                return False
-            stored.update(status=JOB_PROCESSING, updated_at=now, started_at=now, attempt=int(stored["attempt"]) + 1)
+            if stored is None or stored["status"] != JOB_AWAITING or stored["key"] != job["key"] \
+                    or not self._open(batch):
+                return False   # moved on, not this object's, or the batch is closed
+            stored.update(status=JOB_PROCESSING, updated_at=now, started_at=now, attempt=1)
             batch.update(uploaded=batch["uploaded"] + 1, updated_at=now)
             return True
 
     def finish_job(self, job: dict, attempt: int, now: str, outputs: list | None = None,
-                   error: tuple[str, str] | None = None, preview: dict | None = None) -> bool:
+                   error: tuple[str, str] | None = None, preview: dict | None = None) -> bool | str:
+        """MAYBE_DONE for the file that completes the batch (DynamoDB also answers it for the last
+        file of each bucket: the port allows more, never fewer)."""
         with self._lock:
             stored, batch = self._job_and_batch(job)
             if stored is None or stored["status"] != JOB_PROCESSING or stored["attempt"] != attempt \
@@ -318,11 +387,11 @@ class MemoryRepository:
 
     def expire_job(self, job: dict, now: str, message: str) -> bool:
         with self._lock:
-            stored, batch = self._job_and_batch(job)
+            stored, batch = self._job_and_batch(job, upsert=True)
             if stored is None or stored["status"] != JOB_AWAITING or not self._open(batch):
                 return False
             stored.update(status=JOB_FAILED, updated_at=now, completed_at=now, error_code="upload_expired",
-                          error_message=message)
+                          error_message=message, attempt=0, _stored=True)
             batch.update(failed=batch["failed"] + 1, updated_at=now)
             return True
 
@@ -344,11 +413,11 @@ class MemoryRepository:
 
     def cancel_job(self, job: dict, now: str) -> bool:
         with self._lock:
-            stored, batch = self._job_and_batch(job)
+            stored, batch = self._job_and_batch(job, upsert=True)
             if stored is None or stored["status"] not in (JOB_AWAITING, JOB_PROCESSING) \
                     or batch is None or batch["status"] != CANCELLED:
                 return False
-            stored.update(status=JOB_CANCELLED, updated_at=now, completed_at=now)
+            stored.update(status=JOB_CANCELLED, updated_at=now, completed_at=now, _stored=True)
             batch.update(cancelled=batch["cancelled"] + 1, updated_at=now)
             return True
 
@@ -364,7 +433,9 @@ class MemoryRepository:
                 return False
             self._add(stored["owner"], **{old: -1})
             self._add(stored["owner"], **{new: 1})
+            before = _public(stored)
             stored.update(status=new, updated_at=now, **writes)
+            self._changed(before, batch_id)
             return True
 
     def start_batch(self, batch: dict, now: str) -> bool:
@@ -381,21 +452,38 @@ class MemoryRepository:
     def settle_cancel(self, batch_id: str) -> None:
         with self._lock:
             stored = self._batches.get(batch_id)
-            if stored is not None and stored["status"] == CANCELLED:
+            if stored is not None and stored["status"] == CANCELLED and stored["_shard"] is not None:
+                old = _public(stored)   # the same fields: only the sweep's set changes
                 stored["_shard"] = None
+                self._changed(old, batch_id)
 
     # -- jobs ---------------------------------------------------------------------------------
     def get_jobs(self, batch_id: str, job_ids: Sequence[str]) -> dict[str, dict]:
         return {j: job for j in job_ids if (job := self.get_job(batch_id, j)) is not None}
 
     def materialize_jobs(self, batch: dict, chunk: int) -> int:
-        """Every job has its record from the start here."""
-        return 0
+        with self._lock:
+            return self._materialize(batch["id"], chunk)
+
+    def _materialize(self, batch_id: str, chunk: int) -> int:
+        """Records for the chunk's jobs that have none (never overwriting one a transition wrote);
+        a chunk once done, or one the batch does not have, writes nothing."""
+        jobs = self._jobs.get(batch_id)
+        done = self._chunks_done.setdefault(batch_id, set())
+        if not jobs or chunk in done or not 0 <= chunk < buckets.chunk_count(len(jobs)):
+            return 0
+        written = 0
+        for job in jobs.values():
+            if buckets.chunk_of(job["position"]) == chunk and not job["_stored"]:
+                job["_stored"] = True
+                written += 1
+        done.add(chunk)
+        return written
 
     def get_job(self, batch_id: str, job_id: str) -> dict | None:
         with self._lock:
             found = self._jobs.get(batch_id, {}).get(job_id)
-            return _public(found) if found else None
+            return _public(found) if found and found["_stored"] else None
 
     def find_job(self, job_id: str) -> dict | None:
         with self._lock:
@@ -409,20 +497,20 @@ class MemoryRepository:
             return iter([_public(j) for j in jobs])
 
     def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]:
-        with self._lock:
-            return iter([_public(j) for _, j in sorted(self._jobs.get(batch_id, {}).items())
-                         if j["status"] in statuses])
+        """In file order, as all_jobs."""
+        return iter([j for j in self.all_jobs(batch_id) if j["status"] in statuses])
 
     @staticmethod
     def jobs_after(job: dict) -> dict:
-        return {"position": int(job["position"])}
+        # as the DynamoDB repository's: a page starts at the position its key names
+        return {"position": int(job["position"]) + 1}
 
     def list_jobs(self, batch_id: str, limit: int, start_key: dict | None) -> Page:
         """A batch's jobs in file order."""
         with self._lock:
             jobs = sorted(self._jobs.get(batch_id, {}).values(), key=lambda j: j["position"])
             if start_key is not None:
-                jobs = [j for j in jobs if j["position"] > start_key["position"]]
+                jobs = [j for j in jobs if j["position"] >= int(start_key["position"])]
             page = jobs[:limit]
             last = self.jobs_after(page[-1]) if len(page) == limit and len(jobs) > limit else None
             return Page([_public(j) for j in page], last, len(page), len(page))
@@ -431,7 +519,8 @@ class MemoryRepository:
         """An owner's jobs in one status, most recently changed first (across batches)."""
         with self._lock:
             entries = sorted(((f"{j['updated_at']}#{j['job_id']}", j) for jobs in self._jobs.values()
-                              for j in jobs.values() if j["owner"] == owner and j["status"] == status),
+                              for j in jobs.values() if j["_stored"] and j["owner"] == owner
+                              and j["status"] == status),
                              key=lambda e: e[0], reverse=True)
             if start_key is not None:
                 entries = [e for e in entries if e[0] < start_key["after"]]
@@ -440,12 +529,14 @@ class MemoryRepository:
             return Page([_public(j) for _, j in page], last, len(page), len(page))
 
     # -- archive builds ---------------------------------------------------------------------
+    # A marker per (batch, fingerprint): started_at (moved by every sign of progress), and once the
+    # build runs in parts its upload id and the tasks counted. A claim writes a fresh marker.
     def claim_archive_build(self, batch_id: str, fingerprint: str, now: str, stale_before: str) -> bool:
         with self._lock:
-            started = self._build_locks.get((batch_id, fingerprint))
-            if started is not None and not started < stale_before:
+            marker = self._build_locks.get((batch_id, fingerprint))
+            if marker is not None and not marker["started_at"] < stale_before:
                 return False
-            self._build_locks[(batch_id, fingerprint)] = now
+            self._build_locks[(batch_id, fingerprint)] = {"started_at": now, "upload_id": None, "tasks": set()}
             return True
 
     def release_archive_build(self, batch_id: str, fingerprint: str) -> None:
@@ -479,6 +570,32 @@ class MemoryRepository:
             if held is not None and held["batch_id"] == batch_id:
                 del self._drop_folders[(owner, folder)]
 
+    def start_archive_upload(self, batch_id: str, fingerprint: str, upload_id: str, now: str) -> bool:
+        with self._lock:
+            marker = self._build_locks.get((batch_id, fingerprint))
+            if marker is None or marker["upload_id"] is not None:
+                return False
+            marker.update(upload_id=upload_id, started_at=now)
+            return True
+
+    def count_archive_task(self, batch_id: str, fingerprint: str, upload_id: str, task: int,
+                           now: str) -> int | None:
+        with self._lock:
+            marker = self._build_locks.get((batch_id, fingerprint))
+            if marker is None or marker["upload_id"] != upload_id:
+                return None
+            marker["tasks"].add(int(task))
+            marker["started_at"] = now
+            return len(marker["tasks"])
+
+    def finish_archive_build(self, batch_id: str, fingerprint: str, upload_id: str) -> bool:
+        with self._lock:
+            marker = self._build_locks.get((batch_id, fingerprint))
+            if marker is None or marker["upload_id"] != upload_id:
+                return False
+            del self._build_locks[(batch_id, fingerprint)]
+            return True
+
     # -- API tokens ---------------------------------------------------------------------------
     def owner_for_token(self, digest: str) -> str | None:
         with self._lock:
@@ -491,6 +608,10 @@ class MemoryRepository:
 
 class NoSuchKey(KeyError):
     """The object is not stored (S3's NoSuchKey)."""
+
+
+class EntityTooSmall(ValueError):
+    """S3 refuses to complete an upload whose parts before the last are under its minimum."""
 
 
 class _Body:
@@ -517,17 +638,27 @@ class _Body:
 
 
 class MemoryStorage:
-    """ports.ObjectStore and ports.PresignedMultipart in memory. Presigned URLs point at a host that
-    does not exist (`.invalid`): nothing outside the process can use them; tests upload parts with
+    """ports.ObjectStore, ports.PresignedMultipart (clients' uploads in parts) and
+    ports.MultipartStore (archive builds) in memory. Presigned URLs point at a host that does not
+    exist (`.invalid`): nothing outside the process can use them; tests upload parts with
     `put_part(url, data)`. As on moto, a part of another size than its URL was signed for is
-    accepted (S3 itself refuses it: the URL signs Content-Length)."""
+    accepted (S3 itself refuses it: the URL signs Content-Length).
+
+    Multipart uploads follow S3: parts are sent by number in any order (a part sent again
+    replaces itself), nothing is visible until the upload is completed, a completed or aborted
+    upload is gone (UploadGone), and every part but the last must be at least `min_part_size`
+    (S3's 5 MiB; a test lowers it as tests/functional lowers moto's). Where moto is laxer than
+    S3 the fake follows S3 (tests/contract cannot hold moto to it): an upload id belongs to its
+    key, and a copied range must lie inside its source."""
+
+    min_part_size = MIN_PART_SIZE
 
     def __init__(self, bucket: str = "imgbatch-memory"):
         self.bucket = bucket
         self.origin = f"https://{bucket}.storage.invalid"
         self._lock = threading.Lock()
         self._objects: dict[str, dict] = {}
-        self._uploads: dict[str, dict] = {}     # upload id -> {"key", "content_type", "initiated", "parts"}
+        self._uploads: dict[str, dict] = {}    # upload id -> key, object fields, initiated, parts by number
         self._ticks = itertools.count()
 
     def presign_upload(self, key: str, size: int, content_type: str, expires_in: int) -> dict:
@@ -613,8 +744,8 @@ class MemoryStorage:
         upload_id = uuid.uuid4().hex
         with self._lock:   # S3 keeps Initiated to the second; a tick keeps the fake's order strict
             initiated = self._now()
-            self._uploads[upload_id] = {"key": key, "content_type": content_type, "initiated": initiated,
-                                        "parts": {}}
+            self._uploads[upload_id] = {"key": key, "object": {"content_type": content_type},
+                                        "initiated": initiated, "parts": {}}
         return upload_id
 
     def multipart_uploads(self, prefix: str) -> list[dict]:
@@ -658,13 +789,93 @@ class MemoryStorage:
             for i, (number, etag) in enumerate(parts):
                 if number not in held or _etag(held[number]) != etag:
                     raise ValueError(f"part {number} is not stored with that ETag (InvalidPart)")
-                if i < len(parts) - 1 and len(held[number]) < 5 * 1024 * 1024:
-                    raise ValueError(f"part {number} is smaller than 5 MiB and not the last (EntityTooSmall)")
-            self._objects[key] = {"data": b"".join(held[n] for n in numbers), "content_type": upload["content_type"],
+                if i < len(parts) - 1 and len(held[number]) < self.min_part_size:
+                    raise ValueError(f"part {number} is smaller than {self.min_part_size} bytes and not the last"
+                                     " (EntityTooSmall)")
+            self._objects[key] = {**upload["object"], "data": b"".join(held[n] for n in numbers),
                                   "modified": self._now()}
             del self._uploads[upload_id]
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
+        self.abort_upload(key, upload_id)
+
+    # -- ports.MultipartStore ------------------------------------------------------------
+    def read_range(self, key: str, start: int, length: int, object_size: int,
+                   chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """As the S3 store's ranged GET: lazy (a generator, checked when first read), nothing to
+        read for length 0, SourceChanged when the object is gone, another size than planned, or
+        the range is not inside it."""
+        if length == 0:
+            return
+        with self._lock:
+            found = self._objects.get(key)
+        if found is None:
+            raise SourceChanged(f"{key} is gone or shorter than the {object_size} bytes planned")
+        data = found["data"]
+        if len(data) != object_size or start >= len(data) or start + length > len(data):
+            raise SourceChanged(f"{key} is {len(data)} bytes now, planned as {object_size}")
+        for at in range(start, start + length, chunk_size):
+            yield data[at:min(at + chunk_size, start + length)]
+
+    def start_upload(self, key: str, content_type: str, file_name: str | None = None) -> str:
+        upload_id = uuid.uuid4().hex + uuid.uuid4().hex   # opaque, as S3's
+        record = {"content_type": content_type}
+        if file_name:
+            record["disposition"] = content_disposition(file_name)
+        with self._lock:
+            self._uploads[upload_id] = {"key": key, "object": record, "initiated": self._now(), "parts": {}}
+        return upload_id
+
+    def _upload(self, key: str, upload_id: str) -> dict:
+        """The unfinished upload (under the lock); UploadGone once completed or aborted."""
+        upload = self._uploads.get(upload_id)
+        if upload is None or upload["key"] != key:
+            raise UploadGone(f"{key} upload {upload_id[:16]}... is gone")
+        return upload
+
+    def check_upload(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._upload(key, upload_id)
+
+    @staticmethod
+    def _part_number(number: int) -> None:
+        if not 1 <= number <= MAX_PARTS:
+            raise ValueError(f"part number {number} is outside 1-{MAX_PARTS}")
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> None:
+        self._part_number(number)
+        with self._lock:
+            self._upload(key, upload_id)["parts"][number] = bytes(body)
+
+    def copy_part(self, key: str, upload_id: str, number: int, source_key: str, start: int, length: int) -> None:
+        """UploadPartCopy of bytes [start, start + length) of the source. (S3 refuses a range
+        that is not inside the source; moto cuts it short instead: the fake follows S3.)"""
+        self._part_number(number)
+        with self._lock:
+            upload = self._upload(key, upload_id)
+            source = self._objects.get(source_key)
+            if source is None or start + length > len(source["data"]):
+                raise SourceChanged(f"{source_key} is gone or shorter than planned")
+            upload["parts"][number] = source["data"][start:start + length]
+
+    def complete_upload(self, key: str, upload_id: str, parts: int) -> None:
+        """Complete with parts 1..parts exactly (RuntimeError otherwise, as the S3 store's
+        check); EntityTooSmall, leaving the upload as it was, when a part before the last is
+        under the minimum."""
+        with self._lock:
+            upload = self._upload(key, upload_id)
+            numbers = sorted(upload["parts"])
+            if numbers != list(range(1, parts + 1)):
+                missing = sorted(set(range(1, parts + 1)) - set(numbers))[:10]
+                raise RuntimeError(f"{key}: {len(numbers)} parts listed, {parts} expected "
+                                   f"(missing e.g. {missing}); not completing")
+            bodies = [upload["parts"][n] for n in numbers]
+            if any(len(b) < self.min_part_size for b in bodies[:-1]):
+                raise EntityTooSmall(f"{key}: a part before the last is under {self.min_part_size} bytes")
+            self._objects[key] = {**upload["object"], "data": b"".join(bodies), "modified": self._now()}
+            del self._uploads[upload_id]
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
         with self._lock:
             upload = self._uploads.get(upload_id)
             if upload is not None and upload["key"] == key:
@@ -676,7 +887,19 @@ class MemoryStorage:
             self.abort_multipart(upload["key"], upload["upload_id"])
         return len(uploads)
 
+    def abort_uploads(self, key: str, keep: str | None = None) -> int:
+        with self._lock:
+            doomed = [u for u, upload in self._uploads.items() if upload["key"] == key and u != keep]
+            for upload_id in doomed:
+                del self._uploads[upload_id]
+            return len(doomed)
+
     # for tests: what is stored
+    def uploads(self, key: str | None = None) -> list[str]:
+        """The ids of unfinished multipart uploads (of `key`)."""
+        with self._lock:
+            return sorted(u for u, upload in self._uploads.items() if key is None or upload["key"] == key)
+
     def keys(self, prefix: str = "") -> list[str]:
         with self._lock:
             return sorted(k for k in self._objects if k.startswith(prefix))
@@ -716,10 +939,27 @@ class MemoryProcessingQueue(_Messages):
 
 
 class MemoryArchiveQueue(_Messages):
-    """ports.ArchiveQueue: archive builds requested, as {"batch_id", "partial"}."""
+    """ports.ArchiveQueue: archive builds requested, as the SQS adapter words them ({"batch_id",
+    "partial"}, and "prebuild": true for a prebuild); take_tasks() for the parts queue's tasks."""
 
-    def request_build(self, batch_id: str, partial: bool) -> None:
-        self._send([{"batch_id": batch_id, "partial": partial}])
+    def __init__(self):
+        super().__init__()
+        self._tasks = _Messages()
+
+    def request_build(self, batch_id: str, partial: bool, prebuild: bool = False) -> None:
+        message = {"batch_id": batch_id, "partial": partial}
+        if prebuild:
+            message["prebuild"] = True
+        self._send([message])
+
+    def request_prebuild(self, batch_id: str) -> None:
+        self.request_build(batch_id, partial=False, prebuild=True)
+
+    def request_tasks(self, tasks: list[dict]) -> None:
+        self._tasks._send([_json(t) for t in tasks])
+
+    def take_tasks(self) -> list[dict]:
+        return self._tasks.take()
 
 
 class MemoryMaintenanceQueue(_Messages):

@@ -888,6 +888,16 @@ class DynamoRepository:
                 found[item.job_id] = _plain(item)
         return found
 
+    def get_jobs(self, batch_id: str, job_ids: Sequence[str]) -> dict[str, dict]:
+        """Several jobs of one batch by id, one BatchGetItem per 100 (which refuses a key twice);
+        missing ones, and ones not materialised yet, are left out."""
+        batch = self._batch_fields(batch_id)
+        if batch is None:
+            return {}
+        buckets = int(batch["buckets"])
+        wanted = [{"job_id": j, "bucket": bucket_of(j, buckets)} for j in dict.fromkeys(job_ids)]
+        return self._get_jobs(batch_id, wanted)
+
     def get_job(self, batch_id: str, job_id: str) -> dict | None:
         batch = self._batch_fields(batch_id)
         if batch is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from chalicelib import wiring
 from chalicelib.domain.batches import (
     CANCELLED, COMPLETED, COMPLETED_WITH_ERRORS, FAILED, PROCESSING, QUEUED, NewBatch, NewJob,
 )
+from chalicelib.domain import buckets as buckets_module
+from chalicelib.domain.buckets import bucket_of
 from chalicelib.domain.keys import upload_key
 from chalicelib.domain.naming import auto_description, directory_name
-from chalicelib.resources import UPLOADS
+from chalicelib.resources import ARCHIVE_PARTS, DELIVERIES, MAINTENANCE, UPLOADS
 from chalicelib.services.clock import iso
 from chalicelib.settings import Settings
 
@@ -49,6 +52,8 @@ def job_fields(job: dict) -> dict:
 class Backend:
     name: str
     container: wiring.Container
+    _reader: object = None
+    _tap: str | None = None
 
     @property
     def repo(self):
@@ -90,6 +95,62 @@ class Backend:
             return self.container.archive_queue.take()
         from chalicelib.resources import ARCHIVES
         return [json.loads(body) for body in self._drain(self.container.settings.queue_url(ARCHIVES.key))]
+
+    def archive_task_messages(self) -> list[dict]:
+        if self.name == "memory":
+            return self.container.archive_queue.take_tasks()
+        return [json.loads(body) for body in self._drain(self.container.settings.queue_url(ARCHIVE_PARTS.key))]
+
+    def maintenance_messages(self) -> list[dict]:
+        if self.name == "memory":
+            return self.container.maintenance_queue.take()
+        return [json.loads(body) for body in self._drain(self.container.settings.queue_url(MAINTENANCE.key))]
+
+    def delivery_messages(self) -> list[dict]:
+        if self.name == "memory":
+            return self.container.deliveries.queue.take()
+        return [json.loads(body) for body in self._drain(self.container.settings.queue_url(DELIVERIES.key))]
+
+    def tap_bus(self) -> None:
+        """From now on, what the event bus receives can be read (on AWS: a rule -> an SQS queue)."""
+        if self.name == "memory":
+            self.container.event_bus.take()
+            return
+        sqs, events, bus = self.container.sqs, self.container.events_client, self.container.settings.event_bus_name
+        self._tap = sqs.create_queue(QueueName="contract-bus-tap")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self._tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="contract-tap", EventBusName=bus, EventPattern=json.dumps({"source": ["imgbatch"]}))
+        events.put_targets(Rule="contract-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+
+    def bus_entries(self) -> list[dict]:
+        """What the bus received since tap_bus() or the last call: {"source", "detail-type", "detail"}."""
+        if self.name == "memory":
+            return self.container.event_bus.take()
+        return [{k: e[k] for k in ("source", "detail-type", "detail")}
+                for e in map(json.loads, self._drain(self._tap))]
+
+    def changes(self) -> list:
+        """The committed changes of batch records since the last call, as publish_batch_events
+        gets them (on AWS: the batches table's stream, read as Lambda's event source reads it)."""
+        if self.name == "memory":
+            return self.container.repository.take_changes()
+        from chalicelib.adapters.batch_stream import BatchChanges
+        if self._reader is None:
+            self._reader = self.container.batch_stream_reader()
+        decode = BatchChanges(self.container.models)
+        out = []
+        while records := self._reader.poll(1000):
+            out += [decode.change(r["dynamodb"]["SequenceNumber"], r["dynamodb"].get("OldImage"),
+                                  r["dynamodb"].get("NewImage")) for r in records]
+        return out
+
+    def set_min_part_size(self, monkeypatch, size: int) -> None:
+        """S3's smallest part but the last (5 MiB), lowered so a test's parts stay small."""
+        if self.name == "memory":
+            monkeypatch.setattr(self.container.storage, "min_part_size", size)
+        else:
+            import moto.s3.models
+            monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", size)
 
     def _drain(self, url: str) -> list[str]:
         sqs, bodies = self.container.sqs, []
@@ -153,13 +214,47 @@ def repo(backend):
     return backend.repo
 
 
+CHUNK = 2
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Manifest chunks of CHUNK positions (1,000 in production), so a few files make several
+    chunks; the DynamoDB repository imported the size by name (as tests/functional/test_scale.py
+    patches it)."""
+    from chalicelib.adapters import repository
+    for module in (buckets_module, repository):
+        monkeypatch.setattr(module, "CHUNK_SIZE", CHUNK)
+    return CHUNK
+
+
+@pytest.fixture(autouse=True)
+def moto_multipart_as_s3(monkeypatch):
+    """moto answers a part sent to a completed or aborted upload with a 500 (a KeyError inside),
+    which botocore retries for seconds; S3 answers NoSuchUpload. Make moto do the same (as
+    tests/functional/test_archive_parts.py does)."""
+    from moto.s3.exceptions import NoSuchUpload
+    from moto.s3.models import S3Backend
+    lock = threading.RLock()
+
+    def checked(method):
+        def call(self, bucket_name, multipart_id, *args, **kwargs):
+            with lock:
+                if multipart_id not in self.get_bucket(bucket_name).multiparts:
+                    raise NoSuchUpload(upload_id=multipart_id)
+                return method(self, bucket_name, multipart_id, *args, **kwargs)
+        return call
+    for name in ("upload_part", "upload_part_copy", "complete_multipart_upload"):
+        monkeypatch.setattr(S3Backend, name, checked(getattr(S3Backend, name)))
+
+
 _moments = itertools.count()
 
 
 def new_batch(owner: str = "alice", files: int = 3, prefix: str = "PL_DXB", description: str | None = None,
               created: datetime | None = None, expires_in: int = 3600, names: list[str] | None = None,
               pipelines: tuple[dict, ...] = ({"id": "p-1", "name": "web", "format": "jpeg", "width": 800},),
-              counter: int = 1) -> NewBatch:
+              counter: int = 1, buckets: int = 1) -> NewBatch:
     """A batch as BatchService would hand it to the repository; each one created a moment
     (1.001 s) after the one before unless `created` says otherwise."""
     created = created or BASE + timedelta(seconds=1.001 * next(_moments))
@@ -168,13 +263,14 @@ def new_batch(owner: str = "alice", files: int = 3, prefix: str = "PL_DXB", desc
     jobs = []
     for position, name in enumerate(names):
         job_id = str(uuid.uuid4())
-        jobs.append(NewJob(job_id, position, name, 1000 + position, "image/png", upload_key(batch_id, job_id, name)))
+        jobs.append(NewJob(job_id, position, name, 1000 + position, "image/png", upload_key(batch_id, job_id, name),
+                           bucket_of(job_id, buckets)))
     date = created.strftime("%Y-%m-%d")
     return NewBatch(id=batch_id, owner=owner, customer_prefix=prefix, batch_date=date, batch_counter=counter,
                     base_directory_name=directory_name(prefix, date, counter),
                     description=description or auto_description(names), pipelines=tuple(pipelines),
                     created=created, created_at=iso(created),
-                    upload_expires_at=iso(created + timedelta(seconds=expires_in)), jobs=tuple(jobs))
+                    upload_expires_at=iso(created + timedelta(seconds=expires_in)), jobs=tuple(jobs), buckets=buckets)
 
 
 def build_catalogue(repo) -> list[dict]:

@@ -198,6 +198,21 @@ def test_jobs_page_in_file_order_and_resume_from_any_job(repo):
     fourth = repo.get_job(new.id, new.jobs[3].job_id)
     rest = repo.list_jobs(new.id, 10, json.loads(json.dumps(repo.jobs_after(fourth))))
     assert [j["position"] for j in rest.items] == [4, 5, 6] and rest.last_key is None   # short: the end
+    # a key naming a position starts there (how a drop folder lists one manifest chunk)
+    assert [j["position"] for j in repo.list_jobs(new.id, 2, {"position": 0}).items] == [0, 1]
+    assert [j["position"] for j in repo.list_jobs(new.id, 10, {"position": 5}).items] == [5, 6]
+
+
+def test_several_jobs_are_read_at_once_and_missing_ones_left_out(repo):
+    new = new_batch(files=4)
+    repo.create_batch(new)
+    wanted = [new.jobs[3].job_id, str(uuid.uuid4()), new.jobs[0].job_id, new.jobs[3].job_id]   # one twice
+    got = repo.get_jobs(new.id, wanted)
+    assert set(got) == {new.jobs[3].job_id, new.jobs[0].job_id}
+    assert {j: job_fields(v) for j, v in got.items()} == {
+        j: job_fields(repo.get_job(new.id, j)) for j in (new.jobs[3].job_id, new.jobs[0].job_id)}
+    assert repo.get_jobs(new.id, []) == {}
+    assert repo.get_jobs(str(uuid.uuid4()), [new.jobs[0].job_id]) == {}
 
 
 def test_jobs_with_status_filters_one_batch(repo):
@@ -216,6 +231,44 @@ def test_jobs_with_status_filters_one_batch(repo):
     assert list(repo.jobs_with_status(new.id, ("failed",))) == []
 
 
+# -- description and integration fields -------------------------------------------------------------
+
+INTEGRATIONS = ("metadata", "dropbox_directory_id", "monday_item_id", "auto_upload_enabled", "monday_sync_enabled")
+
+
+def test_fields_are_changed_and_removed_and_the_search_follows_the_description(repo):
+    new = new_batch(files=2, description="Winter catalogue")
+    batch = stored(repo, new)
+    changes = {"description": "Spring lookbook", "metadata": {"order": "A-17"}, "monday_item_id": "123",
+               "auto_upload_enabled": True}
+    updated = repo.update_batch_fields(batch, changes, T1)
+    assert {f: updated[f] for f in changes} == changes and updated["updated_at"] == T1
+    after = repo.get_batch(new.id)
+    assert {f: after[f] for f in changes} == changes and after["updated_at"] == T1
+    assert batch_fields(after) == {**batch_fields(batch), "description": "Spring lookbook", "updated_at": T1}
+    changes["metadata"]["order"] = "mangled"   # stored as given, not the caller's object
+    assert repo.get_batch(new.id)["metadata"] == {"order": "A-17"}
+    found = repo.list_batches(BatchQuery(owner="alice", search="lookbook"))
+    assert [b["id"] for b in found.items] == [new.id]
+    assert repo.list_batches(BatchQuery(owner="alice", search="winter")).items == []
+    removed = repo.update_batch_fields(repo.get_batch(new.id), {"monday_item_id": None, "metadata": {}}, T2)
+    assert (removed["monday_item_id"], removed["metadata"], removed["auto_upload_enabled"]) == (None, {}, True)
+    assert repo.get_batch(new.id)["monday_item_id"] is None
+
+
+def test_fields_change_in_a_final_status_but_not_while_deleting(repo):
+    batch = stored(repo, new_batch(files=1))
+    assert repo.finalize(batch, CANCELLED, T1)
+    cancelled = repo.update_batch_fields(repo.get_batch(batch["id"]), {"dropbox_directory_id": "id:x"}, T2)
+    assert cancelled["status"] == CANCELLED and cancelled["dropbox_directory_id"] == "id:x"
+    assert figures(repo)["cancelled"] == 1   # a field change moves no figure
+    going = stored(repo, new_batch(files=1))
+    assert repo.mark_deleting(going, T2)
+    assert repo.update_batch_fields(going, {"monday_item_id": "9"}, T3) is None
+    assert repo.get_batch(going["id"])["status"] == DELETING and repo.get_batch(going["id"])["monday_item_id"] is None
+    assert repo.update_batch_fields({**going, "id": str(uuid.uuid4())}, {"monday_item_id": "9"}, T3) is None
+
+
 # -- the job's life ---------------------------------------------------------------------------
 
 def test_a_claim_counts_the_upload_once(repo):
@@ -227,6 +280,14 @@ def test_a_claim_counts_the_upload_once(repo):
     assert (moved["status"], moved["attempt"], moved["started_at"], moved["updated_at"]) == ("processing", 1, T1, T1)
     after = repo.get_batch(batch["id"])
     assert after["uploaded"] == 1 and after["updated_at"] == T1 and after["status"] == QUEUED
+
+
+def test_a_claim_wants_the_object_the_job_expects(repo):
+    batch = stored(repo, new_batch(files=1))
+    job = jobs_of(repo, batch["id"])[0]
+    assert repo.claim_upload({**job, "key": job["key"] + ".other"}, T1) is False
+    assert repo.get_job(batch["id"], job["job_id"])["status"] == "awaiting_upload"
+    assert repo.get_batch(batch["id"])["uploaded"] == 0
 
 
 def test_concurrent_claims_of_one_job_count_once(repo):
@@ -262,6 +323,21 @@ def test_finishing_wants_the_current_attempt_and_counts_once(repo):
         "failed", "corrupt_image", "bad bytes", None, None)
     after = repo.get_batch(batch["id"])
     assert (after["succeeded"], after["failed"], after["uploaded"], after["updated_at"]) == (1, 1, 2, T2)
+
+
+def test_the_last_file_of_a_batch_over_several_buckets_says_the_batch_may_be_done(repo):
+    """DynamoDB answers MAYBE_DONE for the last file of each bucket, the fake for the last of
+    the batch: both at most once per bucket, and always for the file that completes the batch."""
+    batch = stored(repo, new_batch(files=12, buckets=3))
+    assert batch["buckets"] == 3
+    jobs = claimed(repo, batch)
+    answers = [repo.finish_job(job, 1, T2, outputs=[]) for job in jobs]
+    assert set(answers) <= {True, MAYBE_DONE}
+    assert answers[-1] == MAYBE_DONE and 1 <= answers.count(MAYBE_DONE) <= 3
+    after = repo.get_batch(batch["id"])
+    assert (after["uploaded"], after["succeeded"], after["status"]) == (12, 12, PROCESSING)
+    assert repo.finalize(after, COMPLETED, T3) is True
+    assert repo.get_batch(batch["id"])["succeeded"] == 12
 
 
 def test_nothing_moves_in_a_final_batch(repo):
@@ -572,6 +648,47 @@ def test_one_archive_build_per_content_until_released_or_stale(repo):
     repo.release_archive_build("b1", "f1")
     repo.release_archive_build("b1", "f1")
     assert repo.claim_archive_build("b1", "f1", t[22], t[0]) is True
+
+
+def test_a_parallel_build_records_one_upload_counts_tasks_once_and_is_released_once(repo):
+    t0, never = iso(BASE), iso(BASE - timedelta(days=365))
+    assert repo.start_archive_upload("b", "f", "u1", t0) is False           # no claim, no upload
+    assert repo.claim_archive_build("b", "f", t0, never)
+    assert repo.count_archive_task("b", "f", "u1", 1, t0) is None           # no upload recorded yet
+    assert repo.start_archive_upload("b", "f", "u1", t0) is True
+    assert repo.start_archive_upload("b", "f", "u2", t0) is False           # a repeated build request
+    assert [repo.count_archive_task("b", "f", "u1", n, t0) for n in (1, 2, 1, 3, 2)] == [1, 2, 2, 3, 3]
+    assert repo.count_archive_task("b", "f", "u2", 4, t0) is None           # another upload's worker
+    assert repo.count_archive_task("b", "other", "u1", 4, t0) is None
+    assert repo.finish_archive_build("b", "f", "u2") is False
+    assert repo.finish_archive_build("b", "f", "u1") is True
+    assert repo.finish_archive_build("b", "f", "u1") is False               # once
+    assert repo.count_archive_task("b", "f", "u1", 4, t0) is None           # released: nothing counts
+    assert repo.claim_archive_build("b", "f", t0, never)                    # free again
+
+
+def test_a_build_taken_over_starts_a_fresh_marker(repo):
+    t = [iso(BASE + timedelta(minutes=m)) for m in range(40)]
+    assert repo.claim_archive_build("b", "f", t[0], t[0])
+    assert repo.start_archive_upload("b", "f", "u1", t[0])
+    assert repo.count_archive_task("b", "f", "u1", 1, t[0]) == 1
+    assert repo.claim_archive_build("b", "f", t[20], t[4])                  # silent since t[0]: taken over
+    assert repo.count_archive_task("b", "f", "u1", 2, t[20]) is None        # the old build counts nothing
+    assert repo.finish_archive_build("b", "f", "u1") is False
+    assert repo.start_archive_upload("b", "f", "u3", t[20])
+    assert repo.count_archive_task("b", "f", "u3", 1, t[21]) == 1           # counted afresh
+    repo.release_archive_build("b", "f")
+    assert repo.finish_archive_build("b", "f", "u3") is False
+
+
+def test_progress_keeps_a_build_from_looking_stale(repo):
+    t = [iso(BASE + timedelta(minutes=m)) for m in range(40)]
+    assert repo.claim_archive_build("b", "f", t[0], t[0])
+    assert repo.start_archive_upload("b", "f", "u1", t[2])                  # starting the upload is progress
+    assert repo.claim_archive_build("b", "f", t[17], t[1]) is False
+    repo.count_archive_task("b", "f", "u1", 1, t[15])                       # and so is every task
+    assert repo.claim_archive_build("b", "f", t[30], t[14]) is False
+    assert repo.claim_archive_build("b", "f", t[31], t[16]) is True
 
 
 # -- everything at once ----------------------------------------------------------------------------

@@ -95,3 +95,27 @@ def test_archive_builds_requested_come_back_once(backend):
     assert sorted(got, key=lambda m: m["batch_id"]) == [{"batch_id": "b1", "partial": True},
                                                          {"batch_id": "b2", "partial": False}]
     assert backend.archive_messages() == []
+
+
+def test_a_prebuild_is_a_build_request_that_says_so(backend):
+    backend.container.archive_queue.request_prebuild("b1")
+    assert backend.archive_messages() == [{"batch_id": "b1", "partial": False, "prebuild": True}]
+
+
+def test_every_task_of_a_parallel_build_comes_back_once_on_the_parts_queue(backend):
+    tasks = [{"batch_id": "b", "fingerprint": "f", "key": "archives/b/f/x.zip", "upload_id": "u", "task": n}
+             for n in range(1, 24)]   # more than one SQS batch of 10
+    backend.container.archive_queue.request_tasks(tasks[:1])
+    backend.container.archive_queue.request_tasks(tasks[1:])
+    assert sorted(backend.archive_task_messages(), key=lambda t: t["task"]) == tasks
+    assert backend.archive_task_messages() == [] and backend.archive_messages() == []
+
+
+def test_maintenance_steps_come_back_once_as_sent(backend):
+    queue = backend.container.maintenance_queue
+    queue.send({"kind": "purge", "batch_id": "b1"})
+    steps = [{"kind": "materialize", "batch_id": "b2", "chunk": c} for c in range(1, 14)]
+    queue.send_many(steps)
+    got = backend.maintenance_messages()
+    assert sorted(got, key=lambda m: (m["kind"], m.get("chunk", 0))) == steps + [{"kind": "purge", "batch_id": "b1"}]
+    assert backend.maintenance_messages() == []

@@ -33,8 +33,14 @@ def test_the_in_memory_container_runs_a_batch_without_making_an_aws_client(monke
     assert container.sweep.run() == {"expired": 0, "deletes_resumed": 0}
     assert container.auth.owner_for("t") == "alice"
     assert container.storage.browser_origins("uploads/probe")[0] in container.web.headers["Content-Security-Policy"]
+    hook = container.webhooks.create("alice", {"url": "https://hooks.example.com/in"})["webhook"]
+    container.webhooks.ping("alice", hook["id"])
+    assert container.events.on_changes(container.repository.take_changes()) == []
+    assert [container.deliveries.attempt(m) for m in container.delivery_queue.take()] == ["delivered"] * 4
+    assert [e["type"] for e in container.webhook_sender.events()] == [
+        "ping", "batch.created", "batch.started", "batch.completed"]
     container.deleter.delete("alice", created["batch"]["id"])
     assert container.storage.keys() == []
-    for name in ("s3", "sqs", "dynamodb", "models"):
+    for name in ("s3", "sqs", "dynamodb", "models", "events_client", "kms"):
         with pytest.raises(RuntimeError, match="in-memory container"):
             getattr(container, name)
