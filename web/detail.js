@@ -117,11 +117,13 @@ export function renderDetail(row) {
   } else {
     jobsBlock = filesBlock(row);
   }
-  // The thumbnail grid is kept across renders (its tiles and pictures stay); so is focus in it.
-  const gridFocus = row.grid?.el.contains(document.activeElement) ? document.activeElement : null;
+  // The thumbnail grid and an open integrations form are kept across renders (tiles, pictures,
+  // what is typed); so is focus in them.
   const integrations = integrationsBlock(batch, () => renderDetail(row));
+  const active = document.activeElement;
+  const keptFocus = row.grid?.el.contains(active) || (integrations.tagName === "FORM" && integrations.contains(active)) ? active : null;
   row.detail.replaceChildren(h("div", { class: "detail-top" }, meta, actions), integrations, notice || "", jobsBlock);
-  if (gridFocus && gridFocus.isConnected) gridFocus.focus({ preventScroll: true });
+  if (keptFocus && keptFocus.isConnected) keptFocus.focus({ preventScroll: true });
   else if (focused) row.detail.querySelector(`[data-action="${focused}"]`)?.focus();
 }
 

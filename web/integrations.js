@@ -7,6 +7,14 @@ import { store } from "./store.js";
 import { setFormError, toast } from "./toasts.js";
 
 const editing = new Set(); // ids of batches whose fields are being edited
+// Their open forms: the detail re-renders while files move on (every half second), and a new form
+// built from the batch would drop what the user has typed so far; the same form is handed back.
+const forms = new Map();
+
+function stopEditing(id) {
+  editing.delete(id);
+  forms.delete(id);
+}
 
 function metadataText(metadata) {
   return Object.entries(metadata || {}).map(([k, v]) => `${k}=${v}`).join("\n");
@@ -24,7 +32,10 @@ export function parseMetadata(text) {
 }
 
 export function integrationsBlock(batch, rerender) {
-  if (editing.has(batch.id)) return editor(batch, rerender);
+  if (editing.has(batch.id)) {
+    if (!forms.has(batch.id)) forms.set(batch.id, editor(batch, rerender));
+    return forms.get(batch.id);
+  }
   const entries = Object.entries(batch.metadata || {});
   return h(
     "section",
@@ -71,7 +82,7 @@ function editor(batch, rerender) {
         metadata: parseMetadata(metadata.value),
       };
       const updated = await api.patchBatch(batch.id, body);
-      editing.delete(batch.id);
+      stopEditing(batch.id);
       store.emit("batch-changed", { batch: updated });
       toast("Integration fields saved.");
     } catch (err) {
@@ -90,6 +101,6 @@ function editor(batch, rerender) {
     error,
     h("div", { class: "form-actions" },
       h("button", { type: "submit", class: "btn btn-small btn-primary", dataset: { action: "save-integrations" } }, "Save"),
-      h("button", { type: "button", class: "btn btn-small btn-quiet", onclick: () => { editing.delete(batch.id); rerender(); } }, "Cancel")),
+      h("button", { type: "button", class: "btn btn-small btn-quiet", onclick: () => { stopEditing(batch.id); rerender(); } }, "Cancel")),
   );
 }

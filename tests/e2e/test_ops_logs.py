@@ -47,6 +47,9 @@ def run():
             seen["secrets"] |= {u["fields"][k] for k in u["fields"] if k.lower() in ("policy", "x-amz-signature")}
         wait_for(lambda: http.get(f"{stack.url}/batches/{bid}").json()["batch"]["status"] == "completed_with_errors",
                  timeout=120, what="the batch to finish")
+        # the final status prebuilds the ZIP (PREBUILD_ARCHIVES); asked for before that build is
+        # done, the API would build the small ZIP inline as well, and the log would hold two builds
+        wait_for(lambda: '"archive.built"' in stack.log_path.read_text(), timeout=60, what="the prebuilt ZIP")
         link = http.get(f"{stack.url}/batches/{bid}/download", params={"redirect": "false"}).json()
         seen["secrets"] |= set(parse_qs(urlsplit(link["url"]).query)["X-Amz-Signature"])
         archive = requests.get(link["url"], timeout=60)

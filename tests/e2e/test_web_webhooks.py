@@ -105,6 +105,14 @@ def test_integration_fields_are_shown_and_edited_on_the_batch(page, stack):
     expect(block).to_contain_text("A-17")
     block.locator("[data-action=edit-integrations]").click()
     page.fill(f"#mon-{bid}", "123456")
+    # the list's poll re-renders an open detail while its files move on: what is typed stays
+    page.evaluate("""async (bid) => {
+        const { store } = await import("./ui/store.js");
+        const batch = await (await fetch(`batches/${bid}`, {headers: {Authorization:
+            `Bearer ${localStorage.getItem("imgbatch.apiToken")}`}})).json();
+        store.emit("batch-changed", { batch: batch.batch });
+    }""", bid)
+    expect(page.locator(f"#mon-{bid}")).to_have_value("123456")
     page.check(f"#sync-{bid}")
     page.fill(f"#md-{bid}", "order=A-18\nshoot=2")
     row.locator("[data-action=save-integrations]").click()
