@@ -1,7 +1,7 @@
 """All benchmarks in one command; prints one table of ratios, each measured side by side with its
 baseline in this same run.
 
-    make bench                                 # full run (about 20-25 minutes on 2 cores)
+    make bench                                 # full run (about 55 minutes on 2 cores, big: 25)
     make bench BENCH_ARGS=--quick              # smoke run (about 3-4 minutes)
     .venv/bin/python -m bench --only pipeline,zip
     .venv/bin/python -m bench --quick --markdown /tmp/bench.md   # also write machine + table as Markdown
@@ -9,7 +9,8 @@ baseline in this same run.
 Sections (in this order): pipeline (bench_pipeline.py), zip (bench_zip.py), parts
 (bench_parts.py), e2e (bench_e2e.py), api (bench_api.py), contention (bench_contention.py),
 persistence (bench_persistence.py), scale (bench_scale.py: the DynamoDB limits model,
-bench/dynamo_model.py), events (bench_events.py); each module also runs on
+bench/dynamo_model.py), events (bench_events.py), big (bench_big.py: one batch of 10,000 tiny
+images end to end, 1,000 with --quick; `python -m bench.bench_big` runs the 100,000); each module also runs on
 its own (`python -m bench.bench_e2e --help`). Targets are printed with a verdict, never
 asserted: this is not part of `make test`.
 """
@@ -20,7 +21,7 @@ import sys
 import time
 import traceback
 
-SECTIONS = ("pipeline", "zip", "parts", "e2e", "api", "contention", "persistence", "scale", "events")
+SECTIONS = ("pipeline", "zip", "parts", "e2e", "api", "contention", "persistence", "scale", "events", "big")
 
 
 def _log(message: str) -> None:
@@ -66,6 +67,9 @@ def run_section(name: str, quick: bool) -> list:
     if name == "events":
         from bench import bench_events
         return bench_events.rows(bench_events.run(quick=quick, log=_log))
+    if name == "big":
+        from bench import bench_big
+        return bench_big.rows(bench_big.run(1000 if quick else 10_000, log=_log))
     raise ValueError(name)
 
 

@@ -33,6 +33,19 @@ def stack():
     s.stop()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """One chromium per UI test module (Debian's, tests/e2e/ui_helpers.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.ui_helpers import launch
+    playwright = sync_playwright().start()
+    b = launch(playwright)
+    yield b
+    b.close()
+    playwright.stop()
+
+
 @pytest.fixture
 def http(stack):
     return stack.session()

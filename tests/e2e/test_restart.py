@@ -96,7 +96,8 @@ def test_a_stack_stopped_mid_batch_finishes_it_after_a_restart(tmp_path):
         assert first.stop() == 0   # SIGTERM: pollers stop, a last snapshot, exit 0
     second = LocalStack(data_dir=tmp_path, port=first.port, moto_port=first.moto_port).start()
     try:
-        assert "(restored " in second.log_path.read_text()   # the banner says what came back
+        # the banner says what came back (printed just after /health first answers)
+        wait_for(lambda: "(restored " in second.log_path.read_text(), timeout=15, what="the restart banner")
         _finish_after_the_restart(second, pipeline, earlier, created, data)
     finally:
         second.stop()

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import TOKEN, wait_for
-from tests.e2e.ui_helpers import launch, missing_browser_reason, png_bytes
+from tests.e2e.ui_helpers import missing_browser_reason, png_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +21,7 @@ _reason = missing_browser_reason()
 if _reason:
     pytest.skip(f"web UI tests need a browser: {_reason}", allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 expect.set_options(timeout=15_000)
 
@@ -31,15 +31,6 @@ window.__csp = [];
 document.addEventListener("securitypolicyviolation", (e) => window.__csp.push(
     {directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample, source: e.sourceFile}));
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = sync_playwright().start()
-    b = launch(playwright)
-    yield b
-    b.close()
-    playwright.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.conftest import TOKEN, upload, wait_for
-from tests.e2e.ui_helpers import SCREENSHOTS, launch, missing_browser_reason, png_bytes, screenshot
+from tests.e2e.ui_helpers import SCREENSHOTS, missing_browser_reason, png_bytes, screenshot
 
 pytestmark = pytest.mark.e2e
 
@@ -21,19 +21,10 @@ _reason = missing_browser_reason()
 if _reason:
     pytest.skip(f"web UI tests need a browser: {_reason}", allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 expect.set_options(timeout=15_000)
 FINAL = ("completed", "completed_with_errors", "failed", "cancelled")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = sync_playwright().start()
-    b = launch(playwright)
-    yield b
-    b.close()
-    playwright.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import OTHER_TOKEN, TOKEN, wait_for
-from tests.e2e.ui_helpers import launch, missing_browser_reason, png_bytes, screenshot
+from tests.e2e.ui_helpers import missing_browser_reason, png_bytes, screenshot
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,7 @@ _reason = missing_browser_reason()
 if _reason:
     pytest.skip(f"web UI tests need a browser: {_reason}", allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 expect.set_options(timeout=10_000)
 
@@ -35,15 +35,6 @@ RUN: dict = {}  # state handed from one test to the next (they run in file order
 
 
 # -- fixtures ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    playwright = sync_playwright().start()
-    b = launch(playwright)
-    yield b
-    b.close()
-    playwright.stop()
-
-
 def new_page(browser, stack, viewport=(1280, 900), signed_in=True) -> Page:
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
     if signed_in:

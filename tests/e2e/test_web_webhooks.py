@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import TOKEN, wait_for
-from tests.e2e.ui_helpers import launch, missing_browser_reason, screenshot
+from tests.e2e.ui_helpers import missing_browser_reason, screenshot
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -17,21 +17,12 @@ _reason = missing_browser_reason()
 if _reason:
     pytest.skip(f"web UI tests need a browser: {_reason}", allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 from tests.e2e.test_web_csp import RECORD_VIOLATIONS, violations  # noqa: E402
 from tests.e2e.test_web_ui import expand  # noqa: E402
 
 expect.set_options(timeout=15_000)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = sync_playwright().start()
-    b = launch(playwright)
-    yield b
-    b.close()
-    playwright.stop()
 
 
 @pytest.fixture
