@@ -406,7 +406,7 @@ class MemoryRepository:
                 return False
             stored.update(status=JOB_PROCESSING, updated_at=now, attempt=attempt + 1, error_code=None,
                           error_message=None, completed_at=None, started_at=now)
-            batch.update(failed=batch["failed"] - 1, updated_at=now)
+            batch.update(failed=batch["failed"] - 1, updated_at=now, reopens=int(batch.get("reopens") or 0) + 1)
             if attempt == 0:
                 batch["uploaded"] += 1
             return True
@@ -442,9 +442,15 @@ class MemoryRepository:
         return self._move_batch(batch["id"], QUEUED, PROCESSING, now, started_at=now)
 
     def finalize(self, batch: dict, status: str, now: str) -> bool:
-        """The final status, once: a cancelled batch stays in the sweep's set until its jobs are."""
-        return self._move_batch(batch["id"], batch["status"], status, now, completed_at=now,
-                                _shard=CANCELLING if status == CANCELLED else None)
+        """The final status, once: a cancelled batch stays in the sweep's set until its jobs are.
+        Not after a retry reopened a file since `batch` was read (its counts are stale then)."""
+        with self._lock:
+            stored = self._batches.get(batch["id"])
+            if status != CANCELLED and stored is not None and \
+                    int(stored.get("reopens") or 0) != int(batch.get("reopens") or 0):
+                return False
+            return self._move_batch(batch["id"], batch["status"], status, now, completed_at=now,
+                                    _shard=CANCELLING if status == CANCELLED else None)
 
     def reopen_batch(self, batch: dict, now: str) -> bool:
         return self._move_batch(batch["id"], batch["status"], PROCESSING, now, completed_at=None, _shard=OPEN)

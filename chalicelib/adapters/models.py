@@ -119,6 +119,9 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
         # above hold the sums only once `counts_final` (else they are summed from the buckets)
         buckets=NumberAttribute(default=1),
         counts_final=BooleanAttribute(default=False),
+        # files reopened by retries while the batch was open: a finisher's final write wants the
+        # number it read before the counts (repository.finalize), so a reopen in between wins
+        reopens=NumberAttribute(null=True),
     )
     # List indexes carry only keys plus search_text, so counter updates during
     # processing never rewrite index items; pages are fetched with BatchGetItem.

@@ -629,9 +629,12 @@ class DynamoRepository:
             J.started_at.set(now)]
         counters = [C.failed.add(-1), C.done.add(-1), C.updated_at.set(now)] + (
             [C.uploaded.add(1)] if attempt == 0 else [])
+        B = self.m.Batch
         return self._transact(
             _update(self._job_item_key(job), actions, (J.status == JOB_FAILED) & (J.attempt == attempt)),
-            _update(self._counter(job), counters, C.state == COUNTING))
+            _update(self._counter(job), counters, C.state == COUNTING),
+            # a finisher that read the counts before this reopen must not close the batch on them
+            _update(B(job["batch_id"]), [B.reopens.add(1)], B.status.is_in(QUEUED, PROCESSING)))
 
     def cancel_job(self, job: dict, now: str) -> bool:
         """awaiting_upload|processing -> cancelled with the bucket's `cancelled` += 1, in one
@@ -674,7 +677,12 @@ class DynamoRepository:
         else:
             extra = [B.open_shard.remove(), B.counts_final.set(True)] + [
                 getattr(B, f).set(int(batch.get(f) or 0)) for f in COUNT_FIELDS]
-        moved = self._move_batch(batch, batch["status"], status, now, [B.completed_at.set(now)] + extra)
+        # The counts were summed after `batch` was read; a retry that reopened a file since then
+        # (reopen_job adds to `reopens`) makes them stale, and this write must lose. A cancel wins.
+        reopens = int(batch.get("reopens") or 0)
+        guard = None if status == CANCELLED else (
+            (B.reopens == reopens) if reopens else (B.reopens.does_not_exist() | (B.reopens == 0)))
+        moved = self._move_batch(batch, batch["status"], status, now, [B.completed_at.set(now)] + extra, guard)
         if moved:
             self._set_counters(batch, CANCELLING_JOBS if status == CANCELLED else CLOSED)
         return moved
@@ -703,14 +711,14 @@ class DynamoRepository:
         """queued -> processing, once; the aggregates move in the same transaction."""
         return self._move_batch(batch, QUEUED, PROCESSING, now, [self.m.Batch.started_at.set(now)])
 
-    def _move_batch(self, batch: dict, old: str, new: str, now: str, extra: list) -> bool:
+    def _move_batch(self, batch: dict, old: str, new: str, now: str, extra: list, guard=None) -> bool:
         if old not in BATCH_STATUSES:   # a batch being deleted goes nowhere else (and has no figure)
             return False
         B, M = self.m.Batch, self.m.Meta
         keys = batch_index_keys(batch["owner"], batch["customer_prefix"], new, batch["created_sk"])
         actions = [B.status.set(new), B.updated_at.set(now)] + [getattr(B, k).set(v) for k, v in keys.items()]
         return self._transact(
-            _update(B(batch["id"]), actions + extra, B.status == old),
+            _update(B(batch["id"]), actions + extra, B.status == old if guard is None else (B.status == old) & guard),
             _update(self._stats_update(batch["owner"]), [getattr(M, old).add(-1), getattr(M, new).add(1)]))
 
     # -- archives ----------------------------------------------------------------

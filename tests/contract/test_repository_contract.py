@@ -385,6 +385,36 @@ def test_reopening_a_failed_job_moves_its_counters_back(repo):
     assert repo.finish_job(again, 1, T4, outputs=[]) is False and repo.finish_job(again, 2, T4, outputs=[]) is True
 
 
+def test_a_retry_between_a_finishers_read_and_its_final_write_wins(repo):
+    """The last file fails; its finisher reads the counts (all done); a retry of the still
+    processing batch reopens that file; the finisher's final write must then lose, or the batch
+    would be final with a file processing (found by tests/e2e/test_race_invariants.py)."""
+    batch = stored(repo, new_batch(files=2))
+    jobs = claimed(repo, batch)
+    repo.finish_job(jobs[0], 1, T2, outputs=[])
+    repo.finish_job(jobs[1], 1, T2, error=("corrupt_image", "x"))
+    read_by_finisher = repo.get_batch(batch["id"])
+    assert (read_by_finisher["status"], read_by_finisher["failed"]) == (PROCESSING, 1)
+    assert repo.reopen_job(repo.get_job(batch["id"], jobs[1]["job_id"]), T3) is True
+    assert repo.finalize(read_by_finisher, COMPLETED_WITH_ERRORS, T3) is False
+    now = repo.get_batch(batch["id"])
+    assert (now["status"], now["failed"]) == (PROCESSING, 0)
+    # read again after the reopen, a finisher closes it once the file is done; a cancel always wins
+    again = repo.get_job(batch["id"], jobs[1]["job_id"])
+    assert repo.finish_job(again, 2, T4, outputs=[]) == MAYBE_DONE   # the last of its bucket
+    assert repo.finalize(repo.get_batch(batch["id"]), COMPLETED, T4) is True
+    assert repo.get_batch(batch["id"])["status"] == COMPLETED
+
+
+def test_a_cancel_wins_over_a_reopen_it_did_not_read(repo):
+    batch = stored(repo, new_batch(files=2))
+    jobs = claimed(repo, batch)
+    repo.finish_job(jobs[0], 1, T2, error=("corrupt_image", "x"))
+    read_by_cancel = repo.get_batch(batch["id"])
+    assert repo.reopen_job(repo.get_job(batch["id"], jobs[0]["job_id"]), T3) is True
+    assert repo.finalize(read_by_cancel, CANCELLED, T3) is True
+
+
 def test_reopening_an_expired_job_counts_its_upload(repo):
     batch = stored(repo, new_batch(files=1))
     job = jobs_of(repo, batch["id"])[0]
