@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,16 +14,24 @@ import pytest
 from moto import mock_aws
 
 from chalicelib import wiring
-from chalicelib.domain.batches import (
-    CANCELLED, COMPLETED, COMPLETED_WITH_ERRORS, FAILED, PROCESSING, QUEUED, NewBatch, NewJob,
-)
 from chalicelib.domain import buckets as buckets_module
+from chalicelib.domain.batches import (
+    CANCELLED,
+    COMPLETED,
+    COMPLETED_WITH_ERRORS,
+    FAILED,
+    PROCESSING,
+    QUEUED,
+    NewBatch,
+    NewJob,
+)
 from chalicelib.domain.buckets import bucket_of
 from chalicelib.domain.keys import upload_key
 from chalicelib.domain.naming import auto_description, directory_name
 from chalicelib.resources import ARCHIVE_PARTS, DELIVERIES, MAINTENANCE, UPLOADS
 from chalicelib.services.clock import iso
 from chalicelib.settings import Settings
+from tests import moto_s3
 
 BACKENDS = ("memory", "dynamo")
 BASE = datetime(2026, 3, 1, 9, 0, 0, 250000, tzinfo=timezone.utc)
@@ -230,22 +237,8 @@ def small_chunks(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def moto_multipart_as_s3(monkeypatch):
-    """moto answers a part sent to a completed or aborted upload with a 500 (a KeyError inside),
-    which botocore retries for seconds; S3 answers NoSuchUpload. Make moto do the same (as
-    tests/functional/test_archive_parts.py does)."""
-    from moto.s3.exceptions import NoSuchUpload
-    from moto.s3.models import S3Backend
-    lock = threading.RLock()
-
-    def checked(method):
-        def call(self, bucket_name, multipart_id, *args, **kwargs):
-            with lock:
-                if multipart_id not in self.get_bucket(bucket_name).multiparts:
-                    raise NoSuchUpload(upload_id=multipart_id)
-                return method(self, bucket_name, multipart_id, *args, **kwargs)
-        return call
-    for name in ("upload_part", "upload_part_copy", "complete_multipart_upload"):
-        monkeypatch.setattr(S3Backend, name, checked(getattr(S3Backend, name)))
+    """S3's NoSuchUpload for parts of a finished upload, and one completion (tests/moto_s3.py)."""
+    moto_s3.no_such_upload_as_in_s3(monkeypatch)
 
 
 _moments = itertools.count()

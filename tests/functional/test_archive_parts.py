@@ -26,6 +26,7 @@ from PIL import Image
 from chalicelib.domain.keys import archive_plan_key
 from chalicelib.services.clock import utcnow
 from chalicelib.settings import Settings
+from tests import moto_s3
 from tests.functional.conftest import TOKENS
 from tests.functional.test_processing import Flow
 
@@ -46,22 +47,8 @@ def small_parts(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def no_such_upload_as_in_s3(monkeypatch):
-    """moto answers a part sent to a completed or aborted upload with a 500 (a KeyError inside),
-    which botocore retries for seconds, and two concurrent completions of one upload can both get
-    past its check; S3 answers NoSuchUpload, and completes an upload once. Make moto do the same."""
-    from moto.s3.exceptions import NoSuchUpload
-    from moto.s3.models import S3Backend
-    lock = threading.RLock()
-
-    def checked(method):
-        def call(self, bucket_name, multipart_id, *args, **kwargs):
-            with lock:
-                if multipart_id not in self.get_bucket(bucket_name).multiparts:
-                    raise NoSuchUpload(upload_id=multipart_id)
-                return method(self, bucket_name, multipart_id, *args, **kwargs)
-        return call
-    for name in ("upload_part", "upload_part_copy", "complete_multipart_upload"):
-        monkeypatch.setattr(S3Backend, name, checked(getattr(S3Backend, name)))
+    """S3's NoSuchUpload for parts of a finished upload, and one completion (tests/moto_s3.py)."""
+    moto_s3.no_such_upload_as_in_s3(monkeypatch)
 
 
 def noise_png(side: int) -> bytes:
