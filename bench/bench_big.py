@@ -86,6 +86,18 @@ def _leftovers(endpoint: str, batch_id: str) -> dict:
     return {"objects": objects, "items": items}
 
 
+def upload_pages(http, url: str, created: dict):
+    """The upload links of a new batch, a page at a time: POST's own, then GET .../uploads."""
+    yield created["uploads"]
+    cursor = created.get("uploads_next_cursor")
+    while cursor:
+        page = http.get(f"{url}/batches/{created['batch']['id']}/uploads", params={"cursor": cursor}, timeout=60)
+        page.raise_for_status()
+        page = page.json()
+        yield page["uploads"]
+        cursor = page.get("next_cursor")
+
+
 def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = False) -> dict:
     images = tiny_images()
     per_file_ms = pipeline_ms(images)
@@ -112,11 +124,8 @@ def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = F
         log(f"POST /batches with {files} files: {out['post_s']:.2f} s (target < {POST_TARGET_S} s), "
             f"{len(created['uploads'])} upload links in the answer")
         if create_only:
-            page, pages, t = created, 1, time.perf_counter()
-            while page.get("uploads_next_cursor" if pages == 1 else "next_cursor"):
-                cursor = page.get("uploads_next_cursor" if pages == 1 else "next_cursor")
-                page = http.get(f"{sp.url}/batches/{bid}/uploads", params={"cursor": cursor}, timeout=60).json()
-                pages += 1
+            t = time.perf_counter()
+            pages = sum(1 for _ in upload_pages(http, sp.url, created))
             out["links_s"] = time.perf_counter() - t
             log(f"upload links: {pages} pages of up to 1,000 in {out['links_s']:.1f} s "
                 f"({1000 * out['links_s'] / max(pages - 1, 1):.0f} ms a page after the first)")
@@ -131,16 +140,11 @@ def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = F
                     raise RuntimeError(f"upload of {u['file_name']} failed: {resp.status_code} {resp.text[:200]}")
                 sent[0] += 1
 
-            pages, cursor, links = 1, created.get("uploads_next_cursor"), created["uploads"]
+            pages, pending = 0, []
             with ThreadPoolExecutor(UPLOADERS) as pool:
-                pending = [pool.submit(send, u) for u in links]
-                while cursor:
-                    page = http.get(f"{sp.url}/batches/{bid}/uploads", params={"cursor": cursor}, timeout=60)
-                    page.raise_for_status()
-                    page = page.json()
+                for links in upload_pages(http, sp.url, created):   # uploading while the next page comes
                     pages += 1
-                    pending += [pool.submit(send, u) for u in page["uploads"]]
-                    cursor = page.get("next_cursor")
+                    pending += [pool.submit(send, u) for u in links]
                 for f in pending:
                     f.result()
             out["uploads_s"] = time.perf_counter() - t0
