@@ -92,6 +92,10 @@ class BatchStore(Protocol):
     def reopen_batch(self, batch: dict, now: str) -> bool: ...
     def settle_cancel(self, batch_id: str) -> None: ...
     def mark_deleting(self, batch: dict, now: str) -> bool: ...
+    def sync_counters(self, batch_id: str) -> None:
+        """A store whose per-file transitions are stopped by something other than the batch item
+        (DynamoDB's bucket counters) stops them now for a batch being deleted or cancelled. A delete
+        or cancel of a big batch leaves that to its background step, which calls this first."""
     def materialize_jobs(self, batch: dict, chunk: int) -> int:
         """Every job of one manifest chunk (domain/buckets.py CHUNK_SIZE positions) gets its record,
         unless it has one; idempotent. Jobs are listed before it (as created) but can be claimed

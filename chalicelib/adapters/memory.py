@@ -313,6 +313,9 @@ class MemoryRepository:
             self._changed(old, batch["id"])
             return True
 
+    def sync_counters(self, batch_id: str) -> None:
+        """Nothing to do: every transition here looks at the batch itself."""
+
     def purge_batch(self, batch_id: str) -> None:
         """Jobs, then the batch itself if it is marked deleting (DynamoDB's purge removes the jobs
         whatever the batch's status; callers only purge batches marked deleting). Idempotent."""

@@ -50,11 +50,18 @@ JOB_FIELDS = frozenset(("batch_id", "bucket", "position", "owner", "file_name", 
 OWNER_STATUS_SPREAD = 32
 # A bucket counter's state (see DynamoRepository._set_counters).
 COUNTING, CANCELLING_JOBS, CLOSED = "counting", "cancelling", "closed"
+# A delete or cancel of a batch with more buckets than this leaves closing them to its background
+# step (sync_counters), so the request answers at once: 1,000 counters are 1,000 UpdateItems.
+INLINE_COUNTERS = 10
 
 
 def bucket_key(batch_id: str, bucket: int) -> str:
     """The partition of one bucket of a batch: its jobs (jobs table) and its counter."""
     return f"{batch_id}#{bucket}"
+
+
+def _buckets(batch: dict) -> int:
+    return int(batch.get("buckets") or 1)
 
 
 def chunk_key(batch_id: str, chunk: int) -> str:
@@ -470,9 +477,22 @@ class DynamoRepository:
             _update(self._stats_update(batch["owner"]), [
                 M.total_batches.add(-1), getattr(M, batch["status"]).add(-1),
                 M.files_current.add(-int(batch["total_files"]))]))
-        if marked:   # before any object goes: a worker finishing now fails its commit and cleans up
+        if marked and _buckets(batch) <= INLINE_COUNTERS:   # else the purge's first step (sync_counters)
             self._set_counters(batch, CLOSED)
         return marked
+
+    def sync_counters(self, batch_id: str) -> None:
+        """Close the counters of a batch being deleted, or set those of a cancelled one to count
+        only cancels. A purge calls this before any object goes, so a worker finishing after it
+        fails its commit and removes what it wrote, and one that committed before it wrote its
+        outputs before the purge lists them. Idempotent."""
+        try:
+            batch = _plain(self.m.Batch.get(batch_id, consistent_read=True))
+        except DoesNotExist:
+            return
+        state = {DELETING: CLOSED, CANCELLED: CANCELLING_JOBS}.get(batch["status"])
+        if state is not None:
+            self._set_counters(batch, state)
 
     def _set_counters(self, batch: dict, state: str) -> None:
         """A batch's bucket counters count (COUNTING) exactly while it is queued or processing;
@@ -481,7 +501,7 @@ class DynamoRepository:
         status change, so a file finishing in that instant still counts (it finished); reopening
         precedes the status change, so nothing counts before the batch is open again."""
         C = self.m.Counter
-        keys = [bucket_key(batch["id"], k) for k in range(int(batch.get("buckets") or 1))]
+        keys = [bucket_key(batch["id"], k) for k in range(_buckets(batch))]
 
         def move(key):
             try:
@@ -683,8 +703,10 @@ class DynamoRepository:
         guard = None if status == CANCELLED else (
             (B.reopens == reopens) if reopens else (B.reopens.does_not_exist() | (B.reopens == 0)))
         moved = self._move_batch(batch, batch["status"], status, now, [B.completed_at.set(now)] + extra, guard)
-        if moved:
-            self._set_counters(batch, CANCELLING_JOBS if status == CANCELLED else CLOSED)
+        if moved and status != CANCELLED:
+            self._set_counters(batch, CLOSED)
+        elif moved and _buckets(batch) <= INLINE_COUNTERS:   # else cancel_jobs' first step (sync_counters)
+            self._set_counters(batch, CANCELLING_JOBS)
         return moved
 
     def reopen_batch(self, batch: dict, now: str) -> bool:

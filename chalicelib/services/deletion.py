@@ -43,6 +43,7 @@ class Deleter:
 
     def purge(self, batch_id: str) -> None:
         with self.obs.transition("batch.deleted", batch_id=batch_id) as step:
+            self.repo.sync_counters(batch_id)   # before any object goes (see the repository)
             self.storage.abort_multipart_uploads(upload_prefix(batch_id))
             self._purge_drop_folder(batch_id)
             step.fields["objects"] = sum(self.storage.delete_prefix(prefix) for prefix in batch_prefixes(batch_id))

@@ -332,6 +332,7 @@ class Processor:
         """Every unfinished job of a cancelled batch becomes cancelled, each counted with its
         own transition; then the batch leaves the sweep's index. Safe to run again (the sweep
         does, for a cancel a crash interrupted)."""
+        self.repo.sync_counters(batch_id)   # a big batch's counters stop counting here, not in the request
         now = self.now()
         pending = list(self.repo.jobs_with_status(batch_id, (JOB_AWAITING, JOB_PROCESSING)))
         with ThreadPoolExecutor(max_workers=8) as pool:

@@ -582,6 +582,24 @@ def test_a_batch_being_deleted_takes_no_transition(repo):
     assert repo.get_batch(batch["id"]) == going
 
 
+def test_a_big_batch_being_deleted_takes_no_transition_once_its_counters_are_synced(repo, monkeypatch):
+    """A big batch's delete leaves its counters to the purge's first step (sync_counters): after
+    that step nothing moves, whatever the store."""
+    from chalicelib.adapters import repository as repository_module
+    monkeypatch.setattr(repository_module, "INLINE_COUNTERS", 0)
+    batch = stored(repo, new_batch(files=2))
+    jobs = jobs_of(repo, batch["id"])
+    repo.claim_upload(jobs[0], T1)
+    repo.mark_deleting(repo.get_batch(batch["id"]), T2)
+    repo.sync_counters(batch["id"])
+    repo.sync_counters(batch["id"])   # idempotent
+    current = jobs_of(repo, batch["id"])
+    assert repo.finish_job(current[0], 1, T3, outputs=[]) is False
+    assert repo.claim_upload(current[1], T3) is False
+    assert repo.expire_job(current[1], T3, "late") is False
+    repo.sync_counters("no-such-batch")
+
+
 def test_a_batch_being_deleted_is_never_finalized(repo, request):
     """A worker's last commit, then the user's delete, then that worker's finalize_if_done reads
     the batch (deleting, every file counted) and asks for its final status."""

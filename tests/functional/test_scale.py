@@ -113,3 +113,82 @@ def test_big_deletes_and_cancels_finish_in_the_background(flow, api, aws, small_
         "KeyCount") == 0
     assert not [c for c in aws.models.Counter.scan() if c.bucket_key.startswith(gone["batch"]["id"])]
     assert not [m for m in aws.models.Manifest.scan() if m.chunk_key.startswith(gone["batch"]["id"])]
+
+
+def _counter_states(aws, bid) -> set[str]:
+    return {c.state for c in aws.models.Counter.scan() if c.bucket_key.startswith(f"{bid}#")}
+
+
+def test_a_big_delete_answers_without_its_counters_and_the_purge_closes_them_first(flow, api, aws, small_chunks,
+                                                                                   monkeypatch):
+    """The DELETE of a batch over INLINE_COUNTERS buckets writes none of its counters (1,000 of them
+    for 100,000 files). Until the purge, a worker still commits (its outputs go with the purge);
+    the purge closes the counters before any object goes, and a commit after that fails."""
+    from chalicelib.adapters import repository as repository_module
+    from chalicelib.services import deletion
+    from tests.functional.test_integrity import arrive
+    monkeypatch.setattr(deletion, "INLINE_FILES", 100)
+    monkeypatch.setattr(repository_module, "INLINE_COUNTERS", 1)
+    body = b"x" * 10
+    created = flow.create({f"PL_DEL{i:04d}_x.png": body for i in range(FILES)})
+    bid = created["batch"]["id"]
+    for u in created["uploads"][:2]:
+        flow.put(u, body)
+    arrive(flow, *[u["fields"]["key"] for u in created["uploads"][:2]])
+    early, late = [aws.repository.get_job(bid, u["job_id"]) for u in created["uploads"][:2]]
+    assert {early["status"], late["status"]} == {"processing"}
+    maintenance_messages(aws)
+    writes = []
+    real_set = aws.repository._set_counters
+    monkeypatch.setattr(aws.repository, "_set_counters", lambda b, s: writes.append(s) or real_set(b, s))
+    assert api.delete(f"/batches/{bid}").status_code == 204
+    assert writes == [] and _counter_states(aws, bid) == {"counting"}
+    assert api.get(f"/batches/{bid}").status_code == 404 and api.get("/batches").data["batches"] == []
+    assert aws.repository.finish_job(early, 1, "2026-12-01T00:00:01Z", outputs=[])   # before the purge: counted
+    states_when_objects_go = []
+    real_delete_prefix = aws.storage.delete_prefix
+    monkeypatch.setattr(aws.storage, "delete_prefix",
+                        lambda prefix: states_when_objects_go.append(_counter_states(aws, bid))
+                        or real_delete_prefix(prefix))
+    messages = maintenance_messages(aws)
+    assert messages == [{"kind": "purge", "batch_id": bid}]
+    real_purge = aws.repository.purge_batch
+    monkeypatch.setattr(aws.repository, "purge_batch", lambda b: None)   # stop after the objects
+    aws.maintenance.run(messages[0])
+    assert states_when_objects_go and all(s == {"closed"} for s in states_when_objects_go)
+    assert not aws.repository.finish_job(late, 1, "2026-12-01T00:00:02Z", outputs=[])   # after it: refused
+    monkeypatch.setattr(aws.repository, "purge_batch", real_purge)
+    aws.maintenance.run(messages[0])   # SQS delivers again: the purge finishes
+    assert aws.repository.get_batch(bid) is None and _counter_states(aws, bid) == set()
+    assert aws.s3.list_objects_v2(Bucket=aws.settings.bucket).get("KeyCount", 0) == 0
+
+
+def test_a_big_cancel_answers_without_its_counters_and_its_counts_end_exact(flow, api, aws, small_chunks,
+                                                                            monkeypatch):
+    """A file that finishes between the cancel and its background step is counted as finished;
+    the step sets the counters to count cancels only, and the batch's counts end exact."""
+    from chalicelib.adapters import repository as repository_module
+    from chalicelib.services import processor
+    from tests.functional.test_integrity import arrive
+    monkeypatch.setattr(processor, "INLINE_JOBS", 100)
+    monkeypatch.setattr(repository_module, "INLINE_COUNTERS", 1)
+    body = b"x" * 10
+    created = flow.create({f"PL_CAN{i:04d}_x.png": body for i in range(FILES)})
+    bid = created["batch"]["id"]
+    flow.put(created["uploads"][0], body)
+    arrive(flow, created["uploads"][0]["fields"]["key"])
+    job = aws.repository.get_job(bid, created["uploads"][0]["job_id"])
+    maintenance_messages(aws)
+    r = api.post(f"/batches/{bid}/cancel")
+    assert r.status_code == 200 and r.data["batch"]["status"] == "cancelled"
+    assert _counter_states(aws, bid) == {"counting"}
+    assert aws.repository.finish_job(job, 1, "2026-12-01T00:00:01Z", outputs=[])   # it finished in between
+    messages = maintenance_messages(aws)
+    assert messages == [{"kind": "cancel_jobs", "batch_id": bid}]
+    aws.maintenance.run(messages[0])
+    aws.maintenance.run(messages[0])   # again, as SQS may: nothing changes
+    assert _counter_states(aws, bid) == {"cancelling"}
+    b = flow.batch(bid)
+    assert b["status"] == "cancelled"
+    assert b["progress"] == {"uploaded": 1, "succeeded": 1, "failed": 0, "cancelled": FILES - 1, "percent": 100}
+    assert api.get("/batches/stats").data["cancelled"] == 1
