@@ -399,8 +399,9 @@ def register_uploads(event):
     from chalicelib.adapters.sqs_events import handle_sqs_records
     container = wiring.get()
     processor = container.processor
-    return _partial_failures(handle_sqs_records(processor.register_key, _sqs_records(event), processor.prefetch,
-                                                obs=container.observability))
+    return _partial_failures(handle_sqs_records(processor.register_key, _sqs_records(event),
+                                                processor.begin_registrations, obs=container.observability,
+                                                flush=processor.flush_forwards))
 
 
 @app.on_sqs_message(**resources.DROPS.event_source())

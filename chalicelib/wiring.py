@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 import boto3
+import botocore
 from botocore.config import Config
 from pynamodb.connection import Connection
 
@@ -19,6 +20,9 @@ from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
 from .resources import ARCHIVE_PARTS, ARCHIVES, ARRIVALS, DELIVERIES, MAINTENANCE, UPLOADS, Created, create_all
 from .settings import Settings
+
+
+USER_AGENT = f"imgbatch Boto3/{boto3.__version__} Botocore/{botocore.__version__}"
 
 
 class Container:
@@ -52,9 +56,11 @@ class Container:
         return boto3.session.Session(region_name=self.settings.region)
 
     def client(self, service: str, **config):
+        # A fixed User-Agent: botocore otherwise assembles and sanitises about 35 parts twice per
+        # request (some 0.1 ms of CPU each time, on every file's path).
         return self.session.client(
             service, endpoint_url=self.settings.endpoint_url,
-            config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, **config))
+            config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, user_agent=USER_AGENT, **config))
 
     @cached_property
     def s3(self):

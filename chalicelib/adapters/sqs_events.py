@@ -45,11 +45,12 @@ def keys_in_message(body: str) -> list[str]:
     return [key for key, _ in records_in_message(body)]
 
 
-def handle_sqs_records(handle_key, records, prefetch=None, obs=NOOP) -> list[str]:
+def handle_sqs_records(handle_key, records, prefetch=None, obs=NOOP, flush=None) -> list[str]:
     """Hand every object key of every message (and its job state, if the record carries it) to
-    `handle_key`; `prefetch` first sees every key of the invocation (to read their jobs together).
-    Returns the ids of messages to be redelivered. Each message's id is the `event_id` of every
-    line logged for it."""
+    `handle_key`; `prefetch` first sees every key of the invocation (to read their jobs together),
+    and `flush` runs after the last (to send what the records left to send together; when it
+    fails, every message is redelivered). Returns the ids of messages to be redelivered. Each
+    message's id is the `event_id` of every line logged for it."""
     parsed = [(message_id, records_in_message(body)) for _receipt, body, message_id in records]
     if prefetch is not None:
         try:
@@ -65,4 +66,10 @@ def handle_sqs_records(handle_key, records, prefetch=None, obs=NOOP) -> list[str
             except Exception:  # one bad record must not replay its neighbours
                 log.exception("processing message %s failed; SQS will redeliver it", message_id)
                 failures.append(message_id)
+    if flush is not None:
+        try:
+            flush()
+        except Exception:
+            log.exception("finishing the invocation failed; SQS will redeliver every message of it")
+            return [message_id for message_id, _ in parsed]
     return failures

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 import zlib
 from collections import OrderedDict
@@ -66,6 +67,9 @@ class Processor:
         # for a status (their conditions decide).
         self._batches: OrderedDict[str, dict] = OrderedDict()
         self._jobs: dict[str, dict] = {}   # this invocation's jobs, read together (prefetch)
+        # The forwards of the registrations an invocation is running on this thread, sent together
+        # at its end (begin_registrations, flush_forwards); None: each forward goes at once.
+        self._invocation = threading.local()
 
     def now(self) -> str:
         return iso(self.clock())
@@ -80,6 +84,19 @@ class Processor:
             while len(self._batches) > BATCH_CACHE:
                 self._batches.popitem(last=False)
         return batch
+
+    def begin_registrations(self, keys: list[str]) -> None:
+        """The start of one invocation of register_uploads: its jobs are read together, and its
+        forwards wait for flush_forwards() (SendMessageBatch takes 10: one request, not ten)."""
+        self._invocation.held = []
+        self.prefetch(keys)
+
+    def flush_forwards(self) -> None:
+        """Send what the invocation's registrations forwarded. When this raises, every message of
+        the invocation must be delivered again: a registration found processing forwards again."""
+        held, self._invocation.held = getattr(self._invocation, "held", None), None
+        if held:
+            self._send(held)
 
     def prefetch(self, keys: list[str]) -> None:
         """Read the jobs of one invocation's objects together (one BatchGetItem per 100)."""
@@ -128,7 +145,15 @@ class Processor:
         batch["status"] = PROCESSING   # this instance need not try again
 
     def _forward(self, jobs: list[dict]) -> None:
-        """To the processing queue, each with its job's state, so processing need not read it."""
+        """To the processing queue, each with its job's state, so processing need not read it;
+        inside an invocation's registrations, at its end (flush_forwards)."""
+        held = getattr(self._invocation, "held", None)
+        if held is not None:
+            held.extend(jobs)
+        else:
+            self._send(jobs)
+
+    def _send(self, jobs: list[dict]) -> None:
         if self.queue is None:
             raise RuntimeError("the processing queue is not configured (UPLOAD_QUEUE_URL)")
         self.queue.enqueue_keys([j["key"] for j in jobs], [{f: j.get(f) for f in JOB_CONTEXT} for j in jobs])
