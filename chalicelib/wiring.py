@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import botocore
 from botocore.config import Config
-from pynamodb.connection import Connection
 
+from .adapters.connection import ClientConnection, share
 from .adapters.models import Models, build_models
 from .adapters.repository import DynamoRepository
 from .adapters.storage import Storage
@@ -99,12 +99,18 @@ class Container:
     @cached_property
     def models(self) -> Models:
         s = self.settings
-        return build_models(**s.tables, region=s.region, host=s.endpoint_url)
+        models = build_models(**s.tables, region=s.region, host=s.endpoint_url)
+        share(models, self.dynamodb_connection)
+        return models
+
+    @cached_property
+    def dynamodb_connection(self) -> ClientConnection:
+        """Every table's and every transaction's PynamoDB connection: one client (adapters/connection.py)."""
+        return ClientConnection(self.dynamodb, self.settings.region)
 
     @cached_property
     def repository(self) -> DynamoRepository:
-        conn = Connection(region=self.settings.region, host=self.settings.endpoint_url, max_retry_attempts=8)
-        return DynamoRepository(self.models, conn, obs=self.observability)
+        return DynamoRepository(self.models, self.dynamodb_connection, obs=self.observability)
 
     @cached_property
     def storage(self) -> Storage:
