@@ -83,7 +83,11 @@ class BatchStore(Protocol):
         caller looks: finalize_if_done); else True. A store may answer MAYBE_DONE more often than
         strictly needed (per bucket), never less."""
     def expire_job(self, job: dict, now: str, message: str) -> bool: ...
-    def reopen_job(self, job: dict, now: str) -> bool: ...
+    def reopen_job(self, job: dict, now: str, mark_batch: bool = True) -> bool:
+        """failed -> processing for a retry. `mark_batch`: the reopen also counts on the batch item
+        (reopens), so a finisher that read the counts before it cannot close the batch on them;
+        a big retry's background step needs none (begin_retry holds every final status off) and
+        so reopens many files at once without their transactions meeting on the batch item."""
     def cancel_job(self, job: dict, now: str) -> bool: ...
 
     # the batch's life
@@ -91,6 +95,11 @@ class BatchStore(Protocol):
     def finalize(self, batch: dict, status: str, now: str) -> bool: ...
     def reopen_batch(self, batch: dict, now: str) -> bool: ...
     def settle_cancel(self, batch_id: str) -> None: ...
+    def begin_retry(self, batch: dict, now: str) -> bool:
+        """A big batch's retry whose files are reopened in the background: a final batch goes back
+        to processing (counters untouched: sync_counters opens them), an open one stays; no final
+        status is written until end_retry. False when the status moved since `batch` was read."""
+    def end_retry(self, batch_id: str) -> None: ...
     def mark_deleting(self, batch: dict, now: str) -> bool: ...
     def sync_counters(self, batch_id: str) -> None:
         """A store whose per-file transitions are stopped by something other than the batch item
@@ -213,7 +222,7 @@ class ProcessingQueue(Protocol):
 class MaintenanceQueue(Protocol):
     def send(self, message: dict) -> None:
         """Work too long for the request that asks for it: {"kind": "materialize" | "purge" |
-        "cancel_jobs", "batch_id", ...}; services/maintenance.py runs it."""
+        "cancel_jobs" | "retry_jobs", "batch_id", ...}; services/maintenance.py runs it."""
 
 
 class ArchiveQueue(Protocol):

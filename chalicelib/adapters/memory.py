@@ -49,8 +49,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..domain import buckets, naming
 from ..domain.batches import (
-    BATCH_STATUSES, CANCELLED, DELETING, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING,
-    PROCESSING, QUEUED, BatchQuery, NewBatch,
+    BATCH_STATUSES, CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED,
+    JOB_PROCESSING, PROCESSING, QUEUED, BatchQuery, NewBatch,
 )
 from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
@@ -398,7 +398,7 @@ class MemoryRepository:
             batch.update(failed=batch["failed"] + 1, updated_at=now)
             return True
 
-    def reopen_job(self, job: dict, now: str) -> bool:
+    def reopen_job(self, job: dict, now: str, mark_batch: bool = True) -> bool:
         """failed -> processing (new attempt) while the batch is open; a job whose upload was never
         counted (it expired first) counts it now. `job`'s attempt is the one expected."""
         attempt = int(job.get("attempt") or 0)
@@ -409,7 +409,9 @@ class MemoryRepository:
                 return False
             stored.update(status=JOB_PROCESSING, updated_at=now, attempt=attempt + 1, error_code=None,
                           error_message=None, completed_at=None, started_at=now)
-            batch.update(failed=batch["failed"] - 1, updated_at=now, reopens=int(batch.get("reopens") or 0) + 1)
+            batch.update(failed=batch["failed"] - 1, updated_at=now)
+            if mark_batch:
+                batch["reopens"] = int(batch.get("reopens") or 0) + 1
             if attempt == 0:
                 batch["uploaded"] += 1
             return True
@@ -449,14 +451,38 @@ class MemoryRepository:
         Not after a retry reopened a file since `batch` was read (its counts are stale then)."""
         with self._lock:
             stored = self._batches.get(batch["id"])
-            if status != CANCELLED and stored is not None and \
-                    int(stored.get("reopens") or 0) != int(batch.get("reopens") or 0):
+            if status != CANCELLED and stored is not None and (
+                    int(stored.get("reopens") or 0) != int(batch.get("reopens") or 0) or stored.get("retrying")):
                 return False
             return self._move_batch(batch["id"], batch["status"], status, now, completed_at=now,
                                     _shard=CANCELLING if status == CANCELLED else None)
 
     def reopen_batch(self, batch: dict, now: str) -> bool:
         return self._move_batch(batch["id"], batch["status"], PROCESSING, now, completed_at=None, _shard=OPEN)
+
+    def begin_retry(self, batch: dict, now: str) -> bool:
+        if batch["status"] == CANCELLED:
+            return False
+        if batch["status"] in FINAL_STATUSES:
+            return self._move_batch(batch["id"], batch["status"], PROCESSING, now, completed_at=None, _shard=OPEN,
+                                    retrying=True)
+        with self._lock:
+            stored = self._batches.get(batch["id"])
+            if stored is None or stored["status"] != batch["status"] or stored["status"] not in (QUEUED, PROCESSING):
+                return False
+            before = _public(stored)
+            stored.update(retrying=True, updated_at=now)
+            self._changed(before, batch["id"])
+            return True
+
+    def end_retry(self, batch_id: str) -> None:
+        with self._lock:
+            stored = self._batches.get(batch_id)
+            if stored is not None and stored.get("retrying"):
+                before = _public(stored)
+                del stored["retrying"]
+                stored["reopens"] = int(stored.get("reopens") or 0) + 1
+                self._changed(before, batch_id)
 
     def settle_cancel(self, batch_id: str) -> None:
         with self._lock:

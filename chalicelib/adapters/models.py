@@ -122,6 +122,9 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
         # files reopened by retries while the batch was open: a finisher's final write wants the
         # number it read before the counts (repository.finalize), so a reopen in between wins
         reopens=NumberAttribute(null=True),
+        # a big batch's retry is under way in the background (services/processor.py): no final
+        # status until it has reopened every file it will
+        retrying=BooleanAttribute(null=True),
     )
     # List indexes carry only keys plus search_text, so counter updates during
     # processing never rewrite index items; pages are fetched with BatchGetItem.

@@ -19,8 +19,8 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWri
 from pynamodb.transactions import TransactWrite
 
 from ..domain.batches import (
-    BATCH_STATUSES, CANCELLED, DELETING, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED, JOB_PROCESSING, PROCESSING,
-    QUEUED,
+    BATCH_STATUSES, CANCELLED, DELETING, FINAL_STATUSES, JOB_AWAITING, JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED,
+    JOB_PROCESSING, PROCESSING, QUEUED,
 )
 from ..domain import naming
 from ..domain.batches import BatchQuery, NewBatch
@@ -482,15 +482,17 @@ class DynamoRepository:
         return marked
 
     def sync_counters(self, batch_id: str) -> None:
-        """Close the counters of a batch being deleted, or set those of a cancelled one to count
-        only cancels. A purge calls this before any object goes, so a worker finishing after it
+        """Set a batch's counters to what its status wants: closed while it is being deleted,
+        counting only cancels once it is cancelled, counting while it is open (a big retry's
+        background step opens them before it reopens any file). A purge calls this before any object goes, so a worker finishing after it
         fails its commit and removes what it wrote, and one that committed before it wrote its
         outputs before the purge lists them. Idempotent."""
         try:
             batch = _plain(self.m.Batch.get(batch_id, consistent_read=True))
         except DoesNotExist:
             return
-        state = {DELETING: CLOSED, CANCELLED: CANCELLING_JOBS}.get(batch["status"])
+        state = {DELETING: CLOSED, CANCELLED: CANCELLING_JOBS, QUEUED: COUNTING, PROCESSING: COUNTING}.get(
+            batch["status"])
         if state is not None:
             self._set_counters(batch, state)
 
@@ -637,7 +639,7 @@ class DynamoRepository:
             _update(self._counter(job), [C.failed.add(1), C.done.add(1), C.updated_at.set(now)],
                     C.state == COUNTING))
 
-    def reopen_job(self, job: dict, now: str) -> bool:
+    def reopen_job(self, job: dict, now: str, mark_batch: bool = True) -> bool:
         """failed -> processing for a retry (new attempt); the bucket's failed count goes back down.
         A job that never had its upload counted (it expired before its file came) counts it now,
         so `uploaded` never falls behind `succeeded`. Only while the counters count: a retry first
@@ -650,11 +652,11 @@ class DynamoRepository:
         counters = [C.failed.add(-1), C.done.add(-1), C.updated_at.set(now)] + (
             [C.uploaded.add(1)] if attempt == 0 else [])
         B = self.m.Batch
-        return self._transact(
-            _update(self._job_item_key(job), actions, (J.status == JOB_FAILED) & (J.attempt == attempt)),
-            _update(self._counter(job), counters, C.state == COUNTING),
-            # a finisher that read the counts before this reopen must not close the batch on them
-            _update(B(job["batch_id"]), [B.reopens.add(1)], B.status.is_in(QUEUED, PROCESSING)))
+        writes = [_update(self._job_item_key(job), actions, (J.status == JOB_FAILED) & (J.attempt == attempt)),
+                  _update(self._counter(job), counters, C.state == COUNTING)]
+        if mark_batch:   # a finisher that read the counts before this reopen must not close the batch on them
+            writes.append(_update(B(job["batch_id"]), [B.reopens.add(1)], B.status.is_in(QUEUED, PROCESSING)))
+        return self._transact(*writes)
 
     def cancel_job(self, job: dict, now: str) -> bool:
         """awaiting_upload|processing -> cancelled with the bucket's `cancelled` += 1, in one
@@ -700,8 +702,10 @@ class DynamoRepository:
         # The counts were summed after `batch` was read; a retry that reopened a file since then
         # (reopen_job adds to `reopens`) makes them stale, and this write must lose. A cancel wins.
         reopens = int(batch.get("reopens") or 0)
+        # Nor while a big batch's retry is reopening its files in the background.
         guard = None if status == CANCELLED else (
-            (B.reopens == reopens) if reopens else (B.reopens.does_not_exist() | (B.reopens == 0)))
+            (B.reopens == reopens) if reopens else (B.reopens.does_not_exist() | (B.reopens == 0))
+        ) & B.retrying.does_not_exist()
         moved = self._move_batch(batch, batch["status"], status, now, [B.completed_at.set(now)] + extra, guard)
         if moved and status != CANCELLED:
             self._set_counters(batch, CLOSED)
@@ -717,6 +721,37 @@ class DynamoRepository:
         self._set_counters(batch, COUNTING)   # first: see _set_counters
         return self._move_batch(batch, batch["status"], PROCESSING, now,
                                 [B.completed_at.remove(), B.open_shard.set(OPEN), B.counts_final.set(False)])
+
+    def begin_retry(self, batch: dict, now: str) -> bool:
+        """A big batch's retry, its background half to come: a final batch goes back to processing
+        (its counters are opened by that half, before any file), an open one stays; either way
+        no final status is written until end_retry. False when the status moved since `batch`."""
+        B = self.m.Batch
+        if batch["status"] == CANCELLED:
+            return False
+        if batch["status"] in FINAL_STATUSES:
+            return self._move_batch(batch, batch["status"], PROCESSING, now, [
+                B.completed_at.remove(), B.open_shard.set(OPEN), B.counts_final.set(False), B.retrying.set(True)])
+        if batch["status"] not in (QUEUED, PROCESSING):
+            return False
+        try:
+            B(batch["id"]).update(actions=[B.retrying.set(True), B.updated_at.set(now)],
+                                  condition=B.status == batch["status"])
+        except UpdateError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def end_retry(self, batch_id: str) -> None:
+        """The mark goes, and `reopens` moves: a finisher that read the counts while the mark held
+        (before files were reopened) cannot write a final status on them afterwards."""
+        B = self.m.Batch
+        try:
+            B(batch_id).update(actions=[B.retrying.remove(), B.reopens.add(1)], condition=B.retrying.exists())
+        except UpdateError as exc:
+            if not _conflict(exc):
+                raise
 
     def expired_batches(self, before: str) -> Iterable[str]:
         """Open batches past their upload deadline (a sparse, keys-only index: cheap to walk)."""

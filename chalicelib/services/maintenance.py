@@ -24,5 +24,7 @@ class Maintenance:
             self.deleter.purge(batch_id)
         elif kind == "cancel_jobs":
             self.processor.cancel_pending_jobs(batch_id)
+        elif kind == "retry_jobs":
+            self.processor.retry_jobs(batch_id)
         else:
             log.warning("ignoring a maintenance message of unknown kind: %.200r", message)

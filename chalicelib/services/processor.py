@@ -36,7 +36,8 @@ log = logging.getLogger("imgbatch.processing")
 SPOOL_IN_MEMORY = 16 * 1024 * 1024  # larger uploads spill to /tmp while decoding
 CONTENDED_ATTEMPTS = 20  # a cancel or retry re-reads and tries again when the batch moved under it
 BATCH_CACHE = 256        # batches a function instance remembers the immutable fields of
-INLINE_JOBS = 1000       # a cancel of a bigger batch cancels its jobs in the background
+INLINE_JOBS = 1000       # a cancel or retry of a bigger batch moves its jobs in the background
+RETRY_PROBE = 50         # failed files a big batch's retry looks at in the request for one it can run
 # What a processing message carries of its job, so the processing function need not read it.
 JOB_CONTEXT = ("batch_id", "job_id", "bucket", "position", "owner", "file_name", "size", "content_type", "key",
                "status", "attempt", "created_at")
@@ -376,12 +377,12 @@ class Processor:
         batch = owned_batch(self.repo, owner, batch_id)
         if batch["status"] == CANCELLED:
             raise Conflict(f"batch {batch_id} was cancelled; cancelled batches cannot be retried")
+        if int(batch["total_files"]) > INLINE_JOBS and self.maintenance is not None:
+            return self._retry_in_background(owner, batch)
         failed = list(self.repo.jobs_with_status(batch_id, (JOB_FAILED,)))
         retriable = [j for j in failed if self.storage.head(j["key"]) is not None]
         if not retriable:
-            reason = ("it has no failed files" if not failed else
-                      "none of its failed files has a stored upload to process again (they never arrived)")
-            raise Conflict(f"nothing to retry in batch {batch_id}: {reason}")
+            raise Conflict(self._nothing_to_retry(batch_id, bool(failed)))
         now = self.now()
         for _ in range(CONTENDED_ATTEMPTS):
             if batch["status"] == CANCELLED:
@@ -401,6 +402,67 @@ class Processor:
             self.finalize_if_done(batch_id)  # reopened for nothing (another retry took them): close it again
         return self._current(owner, batch_id)
 
+    @staticmethod
+    def _nothing_to_retry(batch_id: str, any_failed: bool) -> str:
+        reason = ("it has no failed files" if not any_failed else
+                  "none of its failed files has a stored upload to process again (they never arrived)")
+        return f"nothing to retry in batch {batch_id}: {reason}"
+
+    def _retry_in_background(self, owner: str, batch: dict) -> dict:
+        """A big batch's retry: the request checks there is something to run (a stored upload among
+        its first failed files), marks the batch (begin_retry: processing, and no final status
+        until the background is done) and hands the files to retry_jobs, so it answers in a
+        bounded time whatever the number of failed files."""
+        batch_id = batch["id"]
+        probed = 0
+        for job in self.repo.jobs_with_status(batch_id, (JOB_FAILED,)):
+            probed += 1
+            if self.storage.head(job["key"]) is not None or probed >= RETRY_PROBE:
+                break   # one can run, or too many looked at: the background step decides
+        else:
+            raise Conflict(self._nothing_to_retry(batch_id, probed > 0))
+        for _ in range(CONTENDED_ATTEMPTS):
+            if batch["status"] == CANCELLED:
+                raise Conflict(f"batch {batch_id} was cancelled; cancelled batches cannot be retried")
+            if self.repo.begin_retry(batch, self.now()):
+                break
+            batch = owned_batch(self.repo, owner, batch_id)
+        else:
+            raise Conflict(f"batch {batch_id} kept changing while it was being retried; try again")
+        self.obs.info("batch.retried", batch_id=batch_id, outcome="in_background")
+        self.maintenance.send({"kind": "retry_jobs", "batch_id": batch_id})
+        return self._current(owner, batch_id)
+
+    def retry_jobs(self, batch_id: str) -> int:
+        """The background half of a big batch's retry (the maintenance queue): counters open,
+        then every failed file with a stored upload reopened and forwarded, then the batch may
+        take a final status again (end_retry) and takes it if nothing was reopened or all of it
+        has finished already. Safe to run again: reopened files are failed no longer."""
+        self.repo.sync_counters(batch_id)   # counting before any file reopens
+        batch = self.repo.get_batch(batch_id)
+        reopened: list[dict] = []
+        if batch is not None and batch["status"] in (QUEUED, PROCESSING):
+            now = self.now()
+            failed = list(self.repo.jobs_with_status(batch_id, (JOB_FAILED,)))
+            by_bucket: dict = {}
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                heads = list(pool.map(lambda j: self.storage.head(j["key"]), failed))
+                for job, head in zip(failed, heads):
+                    if head is not None:
+                        by_bucket.setdefault(job.get("bucket"), []).append(job)
+
+                def reopen(jobs: list[dict]) -> list[dict]:   # one bucket's in turn: they share its counter
+                    return [{**j, "status": JOB_PROCESSING, "attempt": int(j.get("attempt") or 0) + 1}
+                            for j in jobs if self.repo.reopen_job(j, now, mark_batch=False)]
+                reopened = [j for done in pool.map(reopen, by_bucket.values()) for j in done]
+            if reopened:
+                self._forward(reopened)
+        self.repo.end_retry(batch_id)
+        self.obs.info("batch.retried", batch_id=batch_id, outcome="processing" if reopened else "nothing_reopened",
+                      reopened=len(reopened))
+        self.finalize_if_done(batch_id)   # nothing reopened, or it all finished while the mark held
+        return len(reopened)
+
     # -- the sweep --------------------------------------------------------------------
     def expire_uploads(self) -> int:
         """Fail files still awaiting upload after the batch's deadline (plus a grace for
@@ -416,6 +478,10 @@ class Processor:
         for batch_id in self.repo.expired_batches(cutoff):
             batch = self.repo.get_batch(batch_id)
             if batch is None or batch["status"] in FINAL_STATUSES or batch["status"] == DELETING:
+                continue
+            if batch.get("retrying"):   # a big retry's background half: resumed if its message was lost
+                if batch["updated_at"] < stale:
+                    self.retry_jobs(batch_id)
                 continue
             message = f"the file was not uploaded before the upload deadline ({batch['upload_expires_at']})"
             expired_before = expired

@@ -415,6 +415,43 @@ def test_a_cancel_wins_over_a_reopen_it_did_not_read(repo):
     assert repo.finalize(read_by_cancel, CANCELLED, T3) is True
 
 
+def test_no_final_status_while_a_big_retry_is_marked_and_none_on_counts_read_before_it_ends(repo):
+    """begin_retry reopens a final batch (an open one stays open) and holds every final status
+    off but a cancel's; end_retry lets them through again, except one written on counts read
+    while the mark held (files were being reopened then)."""
+    batch = stored(repo, new_batch(files=2))
+    jobs = claimed(repo, batch)
+    repo.finish_job(jobs[0], 1, T2, outputs=[])
+    repo.finish_job(jobs[1], 1, T2, error=("corrupt_image", "x"))
+    done = repo.get_batch(batch["id"])
+    assert repo.finalize(done, COMPLETED_WITH_ERRORS, T2) is True
+    final = repo.get_batch(batch["id"])
+    assert repo.begin_retry({**final, "status": PROCESSING}, T3) is False   # it moved: read again
+    assert repo.begin_retry(final, T3) is True
+    marked = repo.get_batch(batch["id"])
+    assert (marked["status"], marked["completed_at"], marked["failed"]) == (PROCESSING, None, 1)
+    assert repo.finalize(marked, COMPLETED_WITH_ERRORS, T3) is False
+    repo.sync_counters(batch["id"])   # the background half opens the counters first
+    assert repo.reopen_job(repo.get_job(batch["id"], jobs[1]["job_id"]), T3, mark_batch=False) is True
+    repo.end_retry(batch["id"])
+    repo.end_retry(batch["id"])   # again (a redelivered step): nothing more moves
+    assert repo.finalize(marked, COMPLETED_WITH_ERRORS, T4) is False   # read while the mark held
+    again = repo.get_job(batch["id"], jobs[1]["job_id"])
+    assert repo.finish_job(again, 2, T4, outputs=[]) == MAYBE_DONE
+    assert repo.finalize(repo.get_batch(batch["id"]), COMPLETED, T4) is True
+    assert figures(repo)["completed"] == 1 and figures(repo)["processing"] == 0
+
+
+def test_a_cancel_wins_over_a_big_retry_mark(repo):
+    batch = stored(repo, new_batch(files=2))
+    claimed(repo, batch)
+    assert repo.begin_retry(repo.get_batch(batch["id"]), T2) is True   # an open batch stays open
+    marked = repo.get_batch(batch["id"])
+    assert marked["status"] == PROCESSING
+    assert repo.finalize(marked, CANCELLED, T3) is True
+    assert repo.begin_retry(repo.get_batch(batch["id"]), T3) is False   # cancelled: never again
+
+
 def test_reopening_an_expired_job_counts_its_upload(repo):
     batch = stored(repo, new_batch(files=1))
     job = jobs_of(repo, batch["id"])[0]

@@ -366,13 +366,20 @@ class Workload:
         assert self.drain_maintenance() == 1                                   # materialise the second chunk
         self.upload(big_uploads[0], _image("PNG"))
         self.process(big_uploads[0]["fields"]["key"])                          # an upload and its outputs
+        self.upload(big_uploads[2], b"not image!")                             # one that fails...
+        self.process(big_uploads[2]["fields"]["key"])
+        self.http("POST", f"/batches/{big['id']}/retry", expect=200)           # ...retried in the background
+        assert self.drain_maintenance() == 1
+        self.drain_processing()
+        _, got = self.http("GET", f"/batches/{big['id']}", expect=200)
+        assert got["batch"]["progress"]["failed"] == 1, got["batch"]["progress"]
         # an upload in parts begun, never finished: the background cancel aborts it
         self.http("POST", f"/batches/{big['id']}/jobs/{big_uploads[1]['job_id']}/multipart", expect=200)
         self.http("GET", f"/batches/{big['id']}/download?partial=true&redirect=false", expect=200)   # an archive
         self.http("POST", f"/batches/{big['id']}/cancel", expect=200)
         assert self.drain_maintenance() == 1                                   # cancel its jobs
         _, got = self.http("GET", f"/batches/{big['id']}", expect=200)
-        assert got["batch"]["progress"]["cancelled"] == 1000, got["batch"]["progress"]
+        assert got["batch"]["progress"]["cancelled"] == 999, got["batch"]["progress"]
         assert not self.s3.list_multipart_uploads(Bucket=self.settings.bucket,
                                                   Prefix=f"uploads/{big['id']}/").get("Uploads")
         self.http("DELETE", f"/batches/{big['id']}", expect=204)
@@ -465,8 +472,13 @@ class Workload:
         url = self.settings.queue_url("arrivals")
         announced = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         assert announced, "the second chunk's file was not announced"
+        self.sqs_invoke("register_uploads", "imgbatch-arrivals", [announced[0]["Body"]])
         self.discard_arrivals()
+        self.drain_processing()                                                # it fails: not an image
         _, listed = self.http("GET", "/batches?search=big%20drop", expect=200)
+        self.http("POST", f"/batches/{listed['batches'][0]['id']}/retry", expect=200)   # its file is in the folder
+        assert self.drain_maintenance() == 1                                   # retried in the background
+        self.drain_processing()
         self.http("DELETE", f"/batches/{listed['batches'][0]['id']}", expect=204)
         assert self.drain_maintenance() == 1                                   # purge it, and its folder
         assert not self.s3.list_objects_v2(Bucket=bucket, Prefix=folder).get("Contents")

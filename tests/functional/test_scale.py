@@ -192,3 +192,45 @@ def test_a_big_cancel_answers_without_its_counters_and_its_counts_end_exact(flow
     assert b["status"] == "cancelled"
     assert b["progress"] == {"uploaded": 1, "succeeded": 1, "failed": 0, "cancelled": FILES - 1, "percent": 100}
     assert api.get("/batches/stats").data["cancelled"] == 1
+
+
+def test_a_big_retry_answers_without_its_files_and_the_background_reopens_them(flow, api, aws, small_chunks,
+                                                                              monkeypatch):
+    """A retry of a batch over INLINE_JOBS files looks at a few failed files in the request, marks
+    the batch and hands the rest to the maintenance queue: counters opened there, every failed
+    file with a stored upload reopened, the batch final again once they are done."""
+    from chalicelib.adapters import repository as repository_module
+    from chalicelib.services import processor
+    from tests.functional.test_integrity import arrive
+    monkeypatch.setattr(processor, "INLINE_JOBS", 100)
+    monkeypatch.setattr(repository_module, "INLINE_COUNTERS", 1)
+    files = 120   # two buckets, three chunks
+    body = b"\x89PNG\r\n\x1a\n" + b"\0" * 24   # not a real image: every file fails
+    created = flow.create({f"PL_RTY{i:04d}_x.png": body for i in range(files)})
+    bid = created["batch"]["id"]
+    uploads = all_uploads(flow, created)
+    for u in uploads:
+        flow.put(u, body)
+    for start in range(0, files, 30):
+        arrive(flow, *[u["fields"]["key"] for u in uploads[start:start + 30]])
+    flow.drain_queue()
+    assert flow.batch(bid)["status"] == "failed"
+    maintenance_messages(aws)
+    reopens = []
+    real_reopen = aws.repository.reopen_job
+    monkeypatch.setattr(aws.repository, "reopen_job", lambda *a, **k: reopens.append(a) or real_reopen(*a, **k))
+    r = api.post(f"/batches/{bid}/retry")
+    assert r.status_code == 200, r.data
+    assert (r.data["batch"]["status"], r.data["batch"]["progress"]["failed"]) == ("processing", files)
+    assert reopens == [] and api.get("/batches/stats").data["processing"] == 1
+    messages = maintenance_messages(aws)
+    assert messages == [{"kind": "retry_jobs", "batch_id": bid}]
+    aws.maintenance.run(messages[0])
+    assert len(reopens) == files and flow.batch(bid)["progress"]["failed"] == 0
+    flow.drain_queue()
+    b = flow.batch(bid)
+    assert b["status"] == "failed"
+    assert b["progress"] == {"uploaded": files, "succeeded": 0, "failed": files, "cancelled": 0, "percent": 100}
+    assert {j["attempt"] for j in aws.repository.all_jobs(bid)} == {2}
+    stats = api.get("/batches/stats").data
+    assert (stats["failed"], stats["processing"]) == (1, 0)

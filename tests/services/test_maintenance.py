@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain import buckets
-from chalicelib.errors import NotFound
+from chalicelib.errors import Conflict, NotFound
 from chalicelib.services import batches as batches_module
 from chalicelib.services import deletion, processor
 from tests import images
@@ -130,6 +130,96 @@ def test_a_big_cancel_is_final_at_once_and_its_jobs_are_cancelled_in_the_backgro
     assert small.storage.keys() == []
     stats = assert_books_balance(small, 1)
     assert stats["cancelled"] == 1
+
+
+def finished_with_failures(small, n: int, broken: set[int]) -> tuple[str, dict]:
+    """A big batch of n files whose files `broken` fail (their uploads stored: retriable)."""
+    data = names(n)
+    for i, name in enumerate(data):
+        if i in broken:
+            data[name] = data[name][:40]
+    created = small.create(data)
+    bid = created["batch"]["id"]
+    run_all(small)
+    small.deliver(created, data)
+    assert small.batch(bid)["status"] == "completed_with_errors"
+    return bid, data
+
+
+def test_a_big_retry_answers_at_once_and_reopens_its_files_in_the_background(small):
+    bid, data = finished_with_failures(small, 5, {1, 3})
+    small.clock.advance(minutes=1)
+    b = small.processor.retry("alice", bid)
+    assert (b["status"], b["failed"]) == ("processing", 2)   # nothing reopened yet
+    assert small.queue.take() == []
+    # a duplicate S3 event now finds every file final: no final status while the retry is pending
+    small.arrive(small.key({"uploads": []} | {"batch": {"id": bid}}, list(data)[0]))
+    assert small.batch(bid)["status"] == "processing"
+    messages = small.maintenance_queue.take()
+    assert messages == [{"kind": "retry_jobs", "batch_id": bid}]
+    small.maintenance.run(messages[0])
+    small.maintenance.run(messages[0])     # delivered twice: nothing more reopened
+    assert small.batch(bid)["progress"]["failed"] == 0
+    assert len(small.drain()) == 2         # the two reopened files, once each (and broken still)
+    after = small.batch(bid)
+    assert after["status"] == "completed_with_errors" and after["completed_at"] != b["created_at"]
+    assert (after["progress"]["succeeded"], after["progress"]["failed"]) == (3, 2)
+    assert {j["attempt"] for j in small.repo.all_jobs(bid) if j["status"] == "failed"} == {2}
+    assert_books_balance(small, 1)
+
+
+def test_a_big_retry_whose_files_all_finish_before_its_mark_goes_is_closed_by_the_background(small):
+    bid, _ = finished_with_failures(small, 4, {0})
+    small.processor.retry("alice", bid)
+    real_end = small.repo.end_retry
+
+    def drained_first(batch_id):
+        small.drain()                      # the reopened file finishes (and fails again) under the mark
+        assert small.batch(bid)["status"] == "processing"
+        real_end(batch_id)
+
+    small.repo.end_retry = drained_first
+    try:
+        run_all(small)
+    finally:
+        small.repo.end_retry = real_end
+    after = small.batch(bid)
+    assert after["status"] == "completed_with_errors" and after["progress"]["failed"] == 1
+    assert_books_balance(small, 1)
+
+
+def test_a_big_retry_with_nothing_to_run_is_refused_in_the_request(small):
+    data = names(4)
+    created = small.create(data)
+    bid = created["batch"]["id"]
+    run_all(small)
+    small.deliver(created, data)
+    with pytest.raises(Conflict, match="no failed files"):
+        small.processor.retry("alice", bid)
+    assert small.maintenance_queue.take() == []
+
+
+def test_a_cancel_during_a_big_retry_wins_and_the_background_reopens_nothing(small):
+    bid, _ = finished_with_failures(small, 4, {2})
+    small.processor.retry("alice", bid)
+    assert small.processor.cancel("alice", bid)["status"] == "cancelled"
+    run_all(small)                         # retry_jobs, then cancel_jobs
+    after = small.batch(bid)
+    assert after["status"] == "cancelled" and {j["status"] for j in after["jobs"]} <= {"completed", "failed"}
+    assert small.queue.take() == []
+    assert_books_balance(small, 1)
+
+
+def test_a_big_retry_whose_message_was_lost_is_resumed_by_the_sweep(small):
+    bid, _ = finished_with_failures(small, 4, {2})
+    small.processor.retry("alice", bid)
+    small.maintenance_queue.take()         # lost
+    small.clock.advance(hours=3)           # past the upload deadline and the stale mark
+    small.sweep.run()
+    assert small.batch(bid)["progress"]["failed"] == 0
+    assert len(small.drain()) == 1
+    assert small.batch(bid)["status"] == "completed_with_errors"
+    assert_books_balance(small, 1)
 
 
 def test_an_unknown_step_is_ignored(small, caplog):
