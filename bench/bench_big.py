@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_big                      # 100,000 files (about an hour on 2 cores)
     .venv/bin/python -m bench.bench_big --files 2000         # the same steps, small
-    .venv/bin/python -m bench.bench_big --create-only        # steps 1, 3 (a job page) and 4, no uploads
+    .venv/bin/python -m bench.bench_big --create-only        # steps 1, 3 (a job page), a cancel and 4, no uploads
 
 moto runs in its own process (bench.split_stack, as `bench_e2e --moto split`), so the CPU the
 service's own process spends per file is told apart from the CPU the AWS emulation spends.
@@ -204,6 +204,11 @@ def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = F
         out["get_s"] = time.perf_counter() - t
         log(f"GET /batches/{{id}} with a page of {len(middle['batch'].get('jobs') or [])} jobs: {out['get_s']:.2f} s")
 
+        if create_only:   # nothing uploaded: the batch is still open, so it can be cancelled
+            t = time.perf_counter()
+            r = http.post(f"{sp.url}/batches/{bid}/cancel", timeout=60)
+            out["cancel_s"] = time.perf_counter() - t
+            log(f"cancel: {r.status_code} in {out['cancel_s']:.2f} s, status {r.json()['batch']['status']}")
         t = time.perf_counter()
         r = http.delete(f"{sp.url}/batches/{bid}", timeout=60)
         out["delete_s"] = time.perf_counter() - t
@@ -230,6 +235,8 @@ def rows(out: dict) -> list:
         return [
             Row("big", f"POST /batches, {n} files, local stack", f"{out['post_s']:.2f} s", "-", None, "-",
                 f"< {POST_TARGET_S} s", out["post_s"] < POST_TARGET_S),
+            Row("big", "cancel answers (its files cancelled in the background)", f"{out['cancel_s']:.2f} s", "-",
+                None, "-", "-", None),
             Row("big", "DELETE answers; batch gone from the list at once", f"{out['delete_s']:.2f} s", "-", None,
                 "-", "not listed", not out["listed_after_delete"]),
             Row("big", "background purge until nothing of the batch is left", f"{out['purge_s']:.0f} s",

@@ -102,9 +102,11 @@ class BatchStore(Protocol):
     def end_retry(self, batch_id: str) -> None: ...
     def mark_deleting(self, batch: dict, now: str) -> bool: ...
     def sync_counters(self, batch_id: str) -> None:
-        """A store whose per-file transitions are stopped by something other than the batch item
-        (DynamoDB's bucket counters) stops them now for a batch being deleted or cancelled. A delete
-        or cancel of a big batch leaves that to its background step, which calls this first."""
+        """A store whose per-file transitions are allowed by something other than the batch item
+        (DynamoDB's bucket counters) makes that agree with the batch's status now: nothing counts
+        once it is being deleted, only cancels once it is cancelled, everything while it is open.
+        A delete, cancel or retry of a big batch leaves that to its background step, which calls
+        this first."""
     def materialize_jobs(self, batch: dict, chunk: int) -> int:
         """Every job of one manifest chunk (domain/buckets.py CHUNK_SIZE positions) gets its record,
         unless it has one; idempotent. Jobs are listed before it (as created) but can be claimed

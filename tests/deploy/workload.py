@@ -25,6 +25,7 @@ from iam_calls import Recorder
 
 OWNER = "studio"
 MIB = 1024 * 1024
+CHUNK = 20   # manifest chunk size in the workload (1,000 in production): see Workload._run
 
 
 def _image(fmt: str, size=(64, 48)) -> bytes:
@@ -113,10 +114,12 @@ class Workload:
         self.drain_processing()
 
     def discard_arrivals(self) -> None:
-        url = self.settings.queue_url("arrivals")
-        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-            for m in messages:
-                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        # moto looks at every message of a queue on each receive: taking a thousand ten at a time
+        # took tens of seconds, a purge takes none (moto's setting lifts SQS's one purge a minute)
+        import os
+        from unittest import mock
+        with mock.patch.dict(os.environ, {"MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false"}):
+            self.sqs.purge_queue(QueueUrl=self.settings.queue_url("arrivals"))
 
     def marker(self, folder: str, body: bytes) -> None:
         """A studio writes a drop folder's marker; S3 announces it to register_drop."""
@@ -200,8 +203,17 @@ class Workload:
             wiring.reset()
 
     def _run(self, container) -> None:
+        import pytest
+
+        from chalicelib.services import deletion, processor
+        from tests.chunks import shrink_chunks
         from tests.receiver import Receiver
-        with Receiver(script=[500]) as receiver:
+        # Manifest chunks of CHUNK files, and "big" past one chunk: the same calls as a batch of
+        # 100,000 makes, with a few dozen files (a thousand took moto most of a minute).
+        with Receiver(script=[500]) as receiver, pytest.MonkeyPatch.context() as mp:
+            shrink_chunks(mp, CHUNK)
+            mp.setattr(deletion, "INLINE_FILES", CHUNK)
+            mp.setattr(processor, "INLINE_JOBS", CHUNK)
             self._run_all(container, receiver)
 
     def _webhooks(self, receiver) -> dict:
@@ -359,7 +371,7 @@ class Workload:
 
         # a batch over one manifest chunk: its other jobs materialised in the background, its cancel
         # and its delete finished there too
-        files = [{"name": f"PL_BIG{i}_x.png", "size": 10, "content_type": "image/png"} for i in range(999)]
+        files = [{"name": f"PL_BIG{i}_x.png", "size": 10, "content_type": "image/png"} for i in range(CHUNK - 1)]
         big, big_uploads = self.new_batch([web["id"]], [
             {"name": "PL_BIG_first.png", "size": len(_image("PNG")), "content_type": "image/png"},
             {"name": "PL_BIG_parts.png", "size": 7 * MIB, "content_type": "image/png"}] + files)
@@ -379,7 +391,7 @@ class Workload:
         self.http("POST", f"/batches/{big['id']}/cancel", expect=200)
         assert self.drain_maintenance() == 1                                   # cancel its jobs
         _, got = self.http("GET", f"/batches/{big['id']}", expect=200)
-        assert got["batch"]["progress"]["cancelled"] == 999, got["batch"]["progress"]
+        assert got["batch"]["progress"]["cancelled"] == CHUNK - 1, got["batch"]["progress"]
         assert not self.s3.list_multipart_uploads(Bucket=self.settings.bucket,
                                                   Prefix=f"uploads/{big['id']}/").get("Uploads")
         self.http("DELETE", f"/batches/{big['id']}", expect=204)
@@ -464,7 +476,7 @@ class Workload:
         """A drop folder over one manifest chunk: the maintenance queue stores the second chunk's
         jobs and announces their files; deleting it purges the folder in the background."""
         bucket, folder = self.settings.bucket, f"drop/{OWNER}/big/"
-        for i in range(1001):
+        for i in range(CHUNK + 1):
             self.s3.put_object(Bucket=bucket, Key=f"{folder}PL_DRP{i}_x.png", Body=b"not an image")
         self.marker("big", json.dumps({"pipeline_ids": [web["id"]], "description": "big drop"}).encode())
         self.discard_arrivals()   # the first chunk's announcements: processing them is covered above

@@ -79,15 +79,5 @@ def files(*names, size=1000, content_type="image/png"):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Manifest chunks of 50 positions: a few hundred files cover what 100,000 do."""
-    from chalicelib.adapters import repository as repository_module
-    from chalicelib.domain import buckets
-    from chalicelib.services import dropfolders
-    monkeypatch.setattr(dropfolders, "CHUNK_SIZE", 50)
-    for module in (buckets, repository_module):
-        monkeypatch.setattr(module, "CHUNK_SIZE", 50)
-    from chalicelib.services import batches as batches_module
-    monkeypatch.setattr(batches_module, "UPLOADS_PER_RESPONSE", 50)
-    monkeypatch.setattr(batches_module, "chunk_count", lambda n: -(-n // 50))
-    monkeypatch.setattr(batches_module, "chunk_of", lambda p: p // 50)
-    monkeypatch.setattr(repository_module, "chunk_count", lambda n: -(-n // 50))
-    monkeypatch.setattr(repository_module, "chunk_of", lambda p: p // 50)
+    from tests.chunks import shrink_chunks
+    shrink_chunks(monkeypatch, 50)
