@@ -99,7 +99,10 @@ class BatchStore(Protocol):
         """A big batch's retry whose files are reopened in the background: a final batch goes back
         to processing (counters untouched: sync_counters opens them), an open one stays; no final
         status is written until end_retry. False when the status moved since `batch` was read."""
-    def end_retry(self, batch_id: str) -> None: ...
+    def take_retry(self, batch_id: str, token: str, now: str, stale_before: str) -> bool:
+        """The one worker that reopens a big retry's files takes its mark (pending, or silent since
+        `stale_before`); a duplicate delivery of the step gets False and does nothing."""
+    def end_retry(self, batch_id: str, token: str) -> bool: ...
     def mark_deleting(self, batch: dict, now: str) -> bool: ...
     def sync_counters(self, batch_id: str) -> None:
         """A store whose per-file transitions are allowed by something other than the batch item

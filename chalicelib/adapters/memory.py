@@ -61,6 +61,7 @@ from .storage import content_disposition   # plain string code: the S3 store's h
 STATUS_RANK = {s: i for i, s in enumerate(BATCH_STATUSES)}
 SEARCH_SCAN_BUDGET = 1000   # index entries examined per search request (adapters/repository.py)
 OPEN, CANCELLING = "open", "cancelling"   # the sweep's sparse sets (and DELETING)
+RETRY_PENDING = "pending"   # as adapters/repository.py
 PART_SIZE = 16 * 1024 * 1024   # what write_stream reports as parts (adapters/multipart.py)
 
 # The fields of a stored record that the ports hand out; anything starting with "_" is the
@@ -465,24 +466,37 @@ class MemoryRepository:
             return False
         if batch["status"] in FINAL_STATUSES:
             return self._move_batch(batch["id"], batch["status"], PROCESSING, now, completed_at=None, _shard=OPEN,
-                                    retrying=True)
+                                    retrying=RETRY_PENDING)
         with self._lock:
             stored = self._batches.get(batch["id"])
             if stored is None or stored["status"] != batch["status"] or stored["status"] not in (QUEUED, PROCESSING):
                 return False
             before = _public(stored)
-            stored.update(retrying=True, updated_at=now)
+            stored.update(retrying=RETRY_PENDING, updated_at=now)
             self._changed(before, batch["id"])
             return True
 
-    def end_retry(self, batch_id: str) -> None:
+    def take_retry(self, batch_id: str, token: str, now: str, stale_before: str) -> bool:
         with self._lock:
             stored = self._batches.get(batch_id)
-            if stored is not None and stored.get("retrying"):
-                before = _public(stored)
-                del stored["retrying"]
-                stored["reopens"] = int(stored.get("reopens") or 0) + 1
-                self._changed(before, batch_id)
+            mark = stored.get("retrying") if stored is not None else None
+            if mark is None or (mark != RETRY_PENDING and stored["updated_at"] >= stale_before):
+                return False
+            before = _public(stored)
+            stored.update(retrying=token, updated_at=now)
+            self._changed(before, batch_id)
+            return True
+
+    def end_retry(self, batch_id: str, token: str) -> bool:
+        with self._lock:
+            stored = self._batches.get(batch_id)
+            if stored is None or stored.get("retrying") != token:
+                return False
+            before = _public(stored)
+            del stored["retrying"]
+            stored["reopens"] = int(stored.get("reopens") or 0) + 1
+            self._changed(before, batch_id)
+            return True
 
     def settle_cancel(self, batch_id: str) -> None:
         with self._lock:

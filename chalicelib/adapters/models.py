@@ -123,8 +123,9 @@ def build_models(*, batches: str, jobs: str, pipelines: str, meta: str, webhooks
         # number it read before the counts (repository.finalize), so a reopen in between wins
         reopens=NumberAttribute(null=True),
         # a big batch's retry is under way in the background (services/processor.py): no final
-        # status until it has reopened every file it will
-        retrying=BooleanAttribute(null=True),
+        # status until it has reopened every file it will. "pending" until a worker takes it,
+        # then that worker's token (one worker reopens, however often its message is delivered)
+        retrying=UnicodeAttribute(null=True),
     )
     # List indexes carry only keys plus search_text, so counter updates during
     # processing never rewrite index items; pages are fetched with BatchGetItem.

@@ -50,6 +50,7 @@ JOB_FIELDS = frozenset(("batch_id", "bucket", "position", "owner", "file_name", 
 OWNER_STATUS_SPREAD = 32
 # A bucket counter's state (see DynamoRepository._set_counters).
 COUNTING, CANCELLING_JOBS, CLOSED = "counting", "cancelling", "closed"
+RETRY_PENDING = "pending"   # a big retry's mark before a worker takes it (take_retry)
 # A delete or cancel of a batch with more buckets than this leaves closing them to its background
 # step (sync_counters), so the request answers at once: 1,000 counters are 1,000 UpdateItems.
 INLINE_COUNTERS = 10
@@ -731,11 +732,11 @@ class DynamoRepository:
             return False
         if batch["status"] in FINAL_STATUSES:
             return self._move_batch(batch, batch["status"], PROCESSING, now, [
-                B.completed_at.remove(), B.open_shard.set(OPEN), B.counts_final.set(False), B.retrying.set(True)])
+                B.completed_at.remove(), B.open_shard.set(OPEN), B.counts_final.set(False), B.retrying.set(RETRY_PENDING)])
         if batch["status"] not in (QUEUED, PROCESSING):
             return False
         try:
-            B(batch["id"]).update(actions=[B.retrying.set(True), B.updated_at.set(now)],
+            B(batch["id"]).update(actions=[B.retrying.set(RETRY_PENDING), B.updated_at.set(now)],
                                   condition=B.status == batch["status"])
         except UpdateError as exc:
             if _conflict(exc):
@@ -743,15 +744,31 @@ class DynamoRepository:
             raise
         return True
 
-    def end_retry(self, batch_id: str) -> None:
-        """The mark goes, and `reopens` moves: a finisher that read the counts while the mark held
-        (before files were reopened) cannot write a final status on them afterwards."""
+    def take_retry(self, batch_id: str, token: str, now: str, stale_before: str) -> bool:
+        """One worker reopens a big retry's files: the first to take the pending mark, or one taking
+        over a mark silent since `stale_before` (its worker died)."""
         B = self.m.Batch
         try:
-            B(batch_id).update(actions=[B.retrying.remove(), B.reopens.add(1)], condition=B.retrying.exists())
+            B(batch_id).update(actions=[B.retrying.set(token), B.updated_at.set(now)],
+                               condition=(B.retrying == RETRY_PENDING) | (
+                                   B.retrying.exists() & (B.updated_at < stale_before)))
         except UpdateError as exc:
-            if not _conflict(exc):
-                raise
+            if _conflict(exc):
+                return False
+            raise
+        return True
+
+    def end_retry(self, batch_id: str, token: str) -> bool:
+        """The mark goes (if `token` holds it), and `reopens` moves: a finisher that read the counts
+        while the mark held (before files were reopened) cannot write a final status on them."""
+        B = self.m.Batch
+        try:
+            B(batch_id).update(actions=[B.retrying.remove(), B.reopens.add(1)], condition=B.retrying == token)
+        except UpdateError as exc:
+            if _conflict(exc):
+                return False
+            raise
+        return True
 
     def expired_batches(self, before: str) -> Iterable[str]:
         """Open batches past their upload deadline (a sparse, keys-only index: cheap to walk)."""

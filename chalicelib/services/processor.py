@@ -11,6 +11,7 @@ import logging
 import tempfile
 import threading
 import time
+import uuid
 import zlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -437,12 +438,17 @@ class Processor:
         """The background half of a big batch's retry (the maintenance queue): counters open,
         then every failed file with a stored upload reopened and forwarded, then the batch may
         take a final status again (end_retry) and takes it if nothing was reopened or all of it
-        has finished already. Safe to run again: reopened files are failed no longer."""
+        has finished already. One worker does it (take_retry): a duplicate delivery running beside
+        it does nothing, and one after it finds the mark gone."""
+        now = self.now()
+        token = uuid.uuid4().hex
+        stale = iso(self.clock() - timedelta(seconds=self.settings.stale_processing_seconds))
+        if not self.repo.take_retry(batch_id, token, now, stale):
+            return 0
         self.repo.sync_counters(batch_id)   # counting before any file reopens
         batch = self.repo.get_batch(batch_id)
         reopened: list[dict] = []
         if batch is not None and batch["status"] in (QUEUED, PROCESSING):
-            now = self.now()
             failed = list(self.repo.jobs_with_status(batch_id, (JOB_FAILED,)))
             by_bucket: dict = {}
             with ThreadPoolExecutor(max_workers=8) as pool:
@@ -457,7 +463,7 @@ class Processor:
                 reopened = [j for done in pool.map(reopen, by_bucket.values()) for j in done]
             if reopened:
                 self._forward(reopened)
-        self.repo.end_retry(batch_id)
+        self.repo.end_retry(batch_id, token)
         self.obs.info("batch.retried", batch_id=batch_id, outcome="processing" if reopened else "nothing_reopened",
                       reopened=len(reopened))
         self.finalize_if_done(batch_id)   # nothing reopened, or it all finished while the mark held

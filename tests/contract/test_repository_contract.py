@@ -431,15 +431,31 @@ def test_no_final_status_while_a_big_retry_is_marked_and_none_on_counts_read_bef
     marked = repo.get_batch(batch["id"])
     assert (marked["status"], marked["completed_at"], marked["failed"]) == (PROCESSING, None, 1)
     assert repo.finalize(marked, COMPLETED_WITH_ERRORS, T3) is False
+    # one worker takes the mark; a duplicate delivery of the step beside it gets nothing
+    assert repo.take_retry(batch["id"], "worker-1", T3, stale_before=T1) is True
+    assert repo.take_retry(batch["id"], "worker-2", T3, stale_before=T1) is False
     repo.sync_counters(batch["id"])   # the background half opens the counters first
     assert repo.reopen_job(repo.get_job(batch["id"], jobs[1]["job_id"]), T3, mark_batch=False) is True
-    repo.end_retry(batch["id"])
-    repo.end_retry(batch["id"])   # again (a redelivered step): nothing more moves
+    assert repo.end_retry(batch["id"], "worker-2") is False   # not its mark
+    assert repo.finalize(repo.get_batch(batch["id"]), COMPLETED_WITH_ERRORS, T3) is False
+    assert repo.end_retry(batch["id"], "worker-1") is True
+    assert repo.end_retry(batch["id"], "worker-1") is False   # again (a redelivered step): nothing moves
+    assert repo.take_retry(batch["id"], "worker-3", T4, stale_before=T4) is False   # no mark any more
     assert repo.finalize(marked, COMPLETED_WITH_ERRORS, T4) is False   # read while the mark held
     again = repo.get_job(batch["id"], jobs[1]["job_id"])
     assert repo.finish_job(again, 2, T4, outputs=[]) == MAYBE_DONE
     assert repo.finalize(repo.get_batch(batch["id"]), COMPLETED, T4) is True
     assert figures(repo)["completed"] == 1 and figures(repo)["processing"] == 0
+
+
+def test_a_big_retrys_mark_silent_since_before_the_stale_time_is_taken_over(repo):
+    batch = stored(repo, new_batch(files=1))
+    claimed(repo, batch)
+    assert repo.begin_retry(repo.get_batch(batch["id"]), T1) is True
+    assert repo.take_retry(batch["id"], "dead", T2, stale_before=T1) is True
+    assert repo.take_retry(batch["id"], "early", T3, stale_before=T2) is False   # T2 is not before T2
+    assert repo.take_retry(batch["id"], "later", T4, stale_before=T3) is True
+    assert repo.end_retry(batch["id"], "dead") is False and repo.end_retry(batch["id"], "later") is True
 
 
 def test_a_cancel_wins_over_a_big_retry_mark(repo):

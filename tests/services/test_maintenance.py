@@ -173,10 +173,10 @@ def test_a_big_retry_whose_files_all_finish_before_its_mark_goes_is_closed_by_th
     small.processor.retry("alice", bid)
     real_end = small.repo.end_retry
 
-    def drained_first(batch_id):
+    def drained_first(batch_id, token):
         small.drain()                      # the reopened file finishes (and fails again) under the mark
         assert small.batch(bid)["status"] == "processing"
-        real_end(batch_id)
+        return real_end(batch_id, token)
 
     small.repo.end_retry = drained_first
     try:
@@ -197,6 +197,28 @@ def test_a_big_retry_with_nothing_to_run_is_refused_in_the_request(small):
     with pytest.raises(Conflict, match="no failed files"):
         small.processor.retry("alice", bid)
     assert small.maintenance_queue.take() == []
+
+
+def test_a_big_retry_step_delivered_twice_at_once_reopens_through_one_worker(small):
+    bid, _ = finished_with_failures(small, 4, {1})
+    small.processor.retry("alice", bid)
+    message = small.maintenance_queue.take()[0]
+    real_sync = small.repo.sync_counters
+    beside = []
+
+    def the_duplicate_runs_now(batch_id):
+        beside.append(small.processor.retry_jobs(batch_id))   # the same step, in another worker
+        real_sync(batch_id)
+
+    small.repo.sync_counters = the_duplicate_runs_now
+    try:
+        small.maintenance.run(message)
+    finally:
+        small.repo.sync_counters = real_sync
+    assert beside == [0]
+    assert len(small.drain()) == 1
+    assert small.batch(bid)["status"] == "completed_with_errors"
+    assert_books_balance(small, 1)
 
 
 def test_a_cancel_during_a_big_retry_wins_and_the_background_reopens_nothing(small):
