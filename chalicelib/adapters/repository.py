@@ -485,9 +485,10 @@ class DynamoRepository:
     def sync_counters(self, batch_id: str) -> None:
         """Set a batch's counters to what its status wants: closed while it is being deleted,
         counting only cancels once it is cancelled, counting while it is open (a big retry's
-        background step opens them before it reopens any file). A purge calls this before any object goes, so a worker finishing after it
-        fails its commit and removes what it wrote, and one that committed before it wrote its
-        outputs before the purge lists them. Idempotent."""
+        background step opens them before it reopens any file). A purge calls this before any
+        object goes, so a worker finishing after it fails its commit and removes what it wrote,
+        and one that committed before it wrote its outputs before the purge lists them.
+        Idempotent."""
         try:
             batch = _plain(self.m.Batch.get(batch_id, consistent_read=True))
         except DoesNotExist:
@@ -732,7 +733,8 @@ class DynamoRepository:
             return False
         if batch["status"] in FINAL_STATUSES:
             return self._move_batch(batch, batch["status"], PROCESSING, now, [
-                B.completed_at.remove(), B.open_shard.set(OPEN), B.counts_final.set(False), B.retrying.set(RETRY_PENDING)])
+                B.completed_at.remove(), B.open_shard.set(OPEN), B.counts_final.set(False),
+                B.retrying.set(RETRY_PENDING)])
         if batch["status"] not in (QUEUED, PROCESSING):
             return False
         try:
