@@ -106,12 +106,20 @@ def handler_cpu(path: str | None) -> dict[str, float]:
     return totals
 
 
+PAGE_WAITS: list[float] = []   # seconds each GET .../uploads took, in order
+
+
 def upload_pages(http, url: str, created: dict):
-    """The upload links of a new batch, a page at a time: POST's own, then GET .../uploads."""
+    """The upload links of a new batch, a page at a time: POST's own, then GET .../uploads.
+    The timeout is generous: while thousands of uploads are being registered and processed, moto
+    serialises DynamoDB requests behind one lock that is not fair, and a page (40 BatchWriteItems
+    when it materialises its chunk) has been seen to wait over a minute for it."""
     yield created["uploads"]
     cursor = created.get("uploads_next_cursor")
     while cursor:
-        page = http.get(f"{url}/batches/{created['batch']['id']}/uploads", params={"cursor": cursor}, timeout=60)
+        t = time.perf_counter()
+        page = http.get(f"{url}/batches/{created['batch']['id']}/uploads", params={"cursor": cursor}, timeout=900)
+        PAGE_WAITS.append(time.perf_counter() - t)
         page.raise_for_status()
         page = page.json()
         yield page["uploads"]
@@ -170,6 +178,8 @@ def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = F
                     f.result()
             out["uploads_s"] = time.perf_counter() - t0
             log(f"uploads: {sent[0]} presigned POSTs ({pages} pages of links) done after {out['uploads_s']:.1f} s")
+            if PAGE_WAITS:
+                log(f"  GET .../uploads while uploading: {', '.join(f'{w:.1f}' for w in PAGE_WAITS)} s")
             last_log = 0.0
             while True:
                 batch = http.get(f"{sp.url}/batches/{bid}", params={"jobs_limit": 1}, timeout=60).json()["batch"]

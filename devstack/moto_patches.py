@@ -8,7 +8,8 @@ therefore serialise DynamoDB requests (moto is GIL-bound, so this costs little)
 and evaluate transactions as: check every condition, then apply every write,
 which is atomic under the lock; if a write still fails, the items already
 written are put back (copies of the touched items only, not of whole tables).
-Installed by devstack (server mode) and tests/conftest.py (mock_aws).
+Installed by devstack (server mode) and tests/conftest.py (mock_aws). Also one SQS cost that
+grows with a queue's depth (see _one_clock_per_queue_pass).
 """
 from __future__ import annotations
 
@@ -34,7 +35,34 @@ def install() -> None:
 
     DynamoHandler.call_action = call_action
     DynamoDBBackend.transact_write_items = _transact_write_items
+    _one_clock_per_queue_pass()
     _installed = True
+
+
+def _one_clock_per_queue_pass() -> None:
+    """moto 5.2 reads the clock (two datetime conversions) for every message each time it looks at
+    a queue, and looks at the whole queue twice on every SendMessage (it builds all the queue's
+    attributes, counts included, to read one). With the thousands of S3 notifications a
+    10,000-file batch leaves waiting, each upload cost tens of milliseconds of moto's one core
+    and the local stack fell under one file a second. One clock reading per pass: same answers."""
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.models import Queue
+
+    def messages(self):
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def not_visible(self):
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    def delayed(self):
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    Queue.messages = property(messages)
+    Queue.approximate_number_of_messages_not_visible = property(not_visible)
+    Queue.approximate_number_of_messages_delayed = property(delayed)
 
 
 def item_key(backend, op_type: str, op: dict) -> dict:
