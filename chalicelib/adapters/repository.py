@@ -94,6 +94,17 @@ def _conflict(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
+def _updated(item, actions: list, condition) -> bool:
+    """One conditional UpdateItem: False when its condition does not hold."""
+    try:
+        item.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if _conflict(exc):
+            return False
+        raise
+    return True
+
+
 def _contended(exc: TransactWriteError) -> str | None:
     """Why a transaction may be tried again: "conflict" or "throttle"; None when it may not."""
     codes = {exc.cause_response_code} | {r.code for r in (exc.cancellation_reasons or []) if r is not None}
@@ -737,40 +748,21 @@ class DynamoRepository:
                 B.retrying.set(RETRY_PENDING)])
         if batch["status"] not in (QUEUED, PROCESSING):
             return False
-        try:
-            B(batch["id"]).update(actions=[B.retrying.set(RETRY_PENDING), B.updated_at.set(now)],
-                                  condition=B.status == batch["status"])
-        except UpdateError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        return _updated(B(batch["id"]), [B.retrying.set(RETRY_PENDING), B.updated_at.set(now)],
+                        B.status == batch["status"])
 
     def take_retry(self, batch_id: str, token: str, now: str, stale_before: str) -> bool:
         """One worker reopens a big retry's files: the first to take the pending mark, or one taking
         over a mark silent since `stale_before` (its worker died)."""
         B = self.m.Batch
-        try:
-            B(batch_id).update(actions=[B.retrying.set(token), B.updated_at.set(now)],
-                               condition=(B.retrying == RETRY_PENDING) | (
-                                   B.retrying.exists() & (B.updated_at < stale_before)))
-        except UpdateError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        return _updated(B(batch_id), [B.retrying.set(token), B.updated_at.set(now)],
+                        (B.retrying == RETRY_PENDING) | (B.retrying.exists() & (B.updated_at < stale_before)))
 
     def end_retry(self, batch_id: str, token: str) -> bool:
         """The mark goes (if `token` holds it), and `reopens` moves: a finisher that read the counts
         while the mark held (before files were reopened) cannot write a final status on them."""
         B = self.m.Batch
-        try:
-            B(batch_id).update(actions=[B.retrying.remove(), B.reopens.add(1)], condition=B.retrying == token)
-        except UpdateError as exc:
-            if _conflict(exc):
-                return False
-            raise
-        return True
+        return _updated(B(batch_id), [B.retrying.remove(), B.reopens.add(1)], B.retrying == token)
 
     def expired_batches(self, before: str) -> Iterable[str]:
         """Open batches past their upload deadline (a sparse, keys-only index: cheap to walk)."""
