@@ -16,6 +16,7 @@ import zlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Callable
 
 from ..domain import imaging, large_inputs
 from ..domain.dropfolders import drop_job_id
@@ -377,7 +378,7 @@ class Processor:
         condition wants an open batch) instead of stranding a job in a closed batch."""
         batch = owned_batch(self.repo, owner, batch_id)
         if batch["status"] == CANCELLED:
-            raise Conflict(f"batch {batch_id} was cancelled; cancelled batches cannot be retried")
+            raise self._cancelled(batch_id)
         if int(batch["total_files"]) > INLINE_JOBS and self.maintenance is not None:
             return self._retry_in_background(owner, batch)
         failed = list(self.repo.jobs_with_status(batch_id, (JOB_FAILED,)))
@@ -385,14 +386,8 @@ class Processor:
         if not retriable:
             raise Conflict(self._nothing_to_retry(batch_id, bool(failed)))
         now = self.now()
-        for _ in range(CONTENDED_ATTEMPTS):
-            if batch["status"] == CANCELLED:
-                raise Conflict(f"batch {batch_id} was cancelled; cancelled batches cannot be retried")
-            if batch["status"] not in FINAL_STATUSES or self.repo.reopen_batch(batch, now):
-                break
-            batch = owned_batch(self.repo, owner, batch_id)
-        else:
-            raise Conflict(f"batch {batch_id} kept changing while it was being retried; try again")
+        self._mark_for_retry(owner, batch,
+                             lambda b: b["status"] not in FINAL_STATUSES or self.repo.reopen_batch(b, now))
         reopened = [{**j, "status": JOB_PROCESSING, "attempt": int(j.get("attempt") or 0) + 1}
                     for j in retriable if self.repo.reopen_job(j, now)]
         self.obs.info("batch.retried", batch_id=batch_id, outcome="processing" if reopened else "nothing_reopened",
@@ -402,6 +397,21 @@ class Processor:
         else:
             self.finalize_if_done(batch_id)  # reopened for nothing (another retry took them): close it again
         return self._current(owner, batch_id)
+
+    def _mark_for_retry(self, owner: str, batch: dict, mark: Callable[[dict], bool]) -> None:
+        """`mark` moves the batch to where its files may run again; it loses (False) when the
+        batch changed since it was read, so it is read again, a bounded number of times."""
+        for _ in range(CONTENDED_ATTEMPTS):
+            if batch["status"] == CANCELLED:
+                raise self._cancelled(batch["id"])
+            if mark(batch):
+                return
+            batch = owned_batch(self.repo, owner, batch["id"])
+        raise Conflict(f"batch {batch['id']} kept changing while it was being retried; try again")
+
+    @staticmethod
+    def _cancelled(batch_id: str) -> Conflict:
+        return Conflict(f"batch {batch_id} was cancelled; cancelled batches cannot be retried")
 
     @staticmethod
     def _nothing_to_retry(batch_id: str, any_failed: bool) -> str:
@@ -422,14 +432,7 @@ class Processor:
                 break   # one can run, or too many looked at: the background step decides
         else:
             raise Conflict(self._nothing_to_retry(batch_id, probed > 0))
-        for _ in range(CONTENDED_ATTEMPTS):
-            if batch["status"] == CANCELLED:
-                raise Conflict(f"batch {batch_id} was cancelled; cancelled batches cannot be retried")
-            if self.repo.begin_retry(batch, self.now()):
-                break
-            batch = owned_batch(self.repo, owner, batch_id)
-        else:
-            raise Conflict(f"batch {batch_id} kept changing while it was being retried; try again")
+        self._mark_for_retry(owner, batch, lambda b: self.repo.begin_retry(b, self.now()))
         self.obs.info("batch.retried", batch_id=batch_id, outcome="in_background")
         self.maintenance.send({"kind": "retry_jobs", "batch_id": batch_id})
         return self._current(owner, batch_id)
