@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,6 +40,7 @@ PIPELINE = {"name": "bench-big-thumb", "format": "webp", "width": 32}
 SIZE = (64, 48)
 VARIANTS = 64               # distinct images; file i sends variant i % VARIANTS
 UPLOADERS = 8               # presigned POSTs in flight
+AHEAD = 2_000               # messages waiting in the stack's queues before the uploaders wait (Pacer)
 CPU_TARGET_MS = 20          # the service's own CPU per file outside moto and the pipeline
 POST_TARGET_S = 10
 
@@ -106,6 +108,41 @@ def handler_cpu(path: str | None) -> dict[str, float]:
     return totals
 
 
+class Pacer:
+    """Holds the uploaders back while more than `ahead` messages wait in the stack's queues.
+    SQS does not slow down with a queue's depth; moto passes over every message of a queue on
+    each receive, so uploading 100,000 files faster than two cores process them would leave tens
+    of thousands of S3 notifications waiting and measure moto's scans instead of the service.
+    A batch arriving faster than it is processed is what production does; here the uploads only
+    keep a fixed lead, and the run still ends when the last file is final."""
+
+    def __init__(self, endpoint: str, ahead: int):
+        import boto3
+        self.sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+        self.urls = self.sqs.list_queues().get("QueueUrls", [])
+        self.ahead, self.lock = ahead, threading.Lock()
+        self.depth, self.checked, self.waited = 0, 0.0, 0.0
+
+    def _read(self) -> None:
+        self.depth = sum(int(self.sqs.get_queue_attributes(
+            QueueUrl=u, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+            for u in self.urls)
+        self.checked = time.monotonic()
+
+    def wait(self) -> None:
+        if self.ahead <= 0:
+            return
+        with self.lock:   # one uploader waits; the others queue behind it
+            if time.monotonic() - self.checked > 1.0:
+                self._read()
+            while self.depth >= self.ahead:
+                t = time.monotonic()
+                time.sleep(1.0)
+                self._read()
+                self.waited += time.monotonic() - t
+            self.depth += 1   # this upload's notification, until the next reading
+
+
 PAGE_WAITS: list[float] = []   # seconds each GET .../uploads took, in order
 
 
@@ -126,7 +163,7 @@ def upload_pages(http, url: str, created: dict):
         cursor = page.get("next_cursor")
 
 
-def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = False) -> dict:
+def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = False, ahead: int = AHEAD) -> dict:
     images = tiny_images()
     per_file_ms = pipeline_ms(images)
     log(f"{files} files of {SIZE[0]}x{SIZE[1]} PNG ({VARIANTS} distinct, {len(images[0])} bytes each), "
@@ -162,8 +199,10 @@ def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = F
             handlers0 = handler_cpu(sp.trace_path)
             t0 = time.perf_counter()
             sent = [0]
+            pacer = Pacer(endpoint, ahead)
 
             def send(u):
+                pacer.wait()
                 resp = upload(u, body[u["file_name"]])
                 if resp.status_code != 204:
                     raise RuntimeError(f"upload of {u['file_name']} failed: {resp.status_code} {resp.text[:200]}")
@@ -177,12 +216,17 @@ def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = F
                 for f in pending:
                     f.result()
             out["uploads_s"] = time.perf_counter() - t0
-            log(f"uploads: {sent[0]} presigned POSTs ({pages} pages of links) done after {out['uploads_s']:.1f} s")
+            out["paced_s"] = pacer.waited
+            log(f"uploads: {sent[0]} presigned POSTs ({pages} pages of links) done after {out['uploads_s']:.1f} s"
+                + (f", {pacer.waited:.0f} s of it waiting for the stack (at most {ahead} messages queued)"
+                   if ahead > 0 else ""))
             if PAGE_WAITS:
                 log(f"  GET .../uploads while uploading: {', '.join(f'{w:.1f}' for w in PAGE_WAITS)} s")
             last_log = 0.0
             while True:
+                t = time.perf_counter()
                 batch = http.get(f"{sp.url}/batches/{bid}", params={"jobs_limit": 1}, timeout=60).json()["batch"]
+                read_s = time.perf_counter() - t   # reading a big batch sums its counters: seconds on moto
                 elapsed = time.perf_counter() - t0
                 if batch["status"] not in ("queued", "processing"):
                     break
@@ -191,7 +235,7 @@ def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = F
                     p = batch["progress"]
                     log(f"  {elapsed:6.0f} s: {p['succeeded']} succeeded, {p['failed']} failed of {files} "
                         f"({(p['succeeded'] + p['failed']) / elapsed:.0f} files/s)")
-                time.sleep(2.0)
+                time.sleep(max(2.0, 10 * read_s))   # polling takes at most a tenth of moto
             out["wall_s"] = time.perf_counter() - t0
             out["stack_cpu_s"] = cpu_seconds(sp.proc.pid) - cpu0[0]
             out["moto_cpu_s"] = cpu_seconds(moto_pid) - cpu0[1]
@@ -275,10 +319,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2, help="poller threads in the stack (WORKERS)")
+    parser.add_argument("--ahead", type=int, default=AHEAD,
+                        help="messages the stack's queues may hold before the uploaders wait (0: never wait)")
     parser.add_argument("--create-only", action="store_true",
                         help="create, page the upload links, read, delete and purge; upload nothing")
     args = parser.parse_args(argv)
-    out = run(args.files, args.workers, log=lambda m: print(m, flush=True), create_only=args.create_only)
+    out = run(args.files, args.workers, log=lambda m: print(m, flush=True), create_only=args.create_only,
+              ahead=args.ahead)
     from bench.report import table
     print()
     print(table(rows(out)))
