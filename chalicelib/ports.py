@@ -72,7 +72,9 @@ class BatchStore(Protocol):
         """The `last_key` of a list_jobs page that ends with `job`."""
     def all_jobs(self, batch_id: str) -> Iterable[dict]:
         """Every job, in file order."""
-    def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]: ...
+    def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]:
+        """Open statuses in file order; final ones (completed, failed, cancelled) in no promised
+        order, and cheaply when a big batch has few of them."""
     def jobs_by_status(self, owner: str, status: str, limit: int, start_key: dict | None) -> Page: ...
 
     # the job's life

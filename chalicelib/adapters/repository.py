@@ -41,6 +41,7 @@ THROTTLE_CODES = frozenset({"ThrottlingError", "ThrottlingException", "Provision
 RETRYABLE_CODES = CONFLICT_CODES | THROTTLE_CODES
 SORT_KEYS = {"created_at": "created_sk", "total_files": "files_sk", "status": "status_sk"}
 COUNT_FIELDS = ("uploaded", "succeeded", "failed", "cancelled")
+COUNTED_BY = {JOB_COMPLETED: "succeeded", JOB_FAILED: "failed", JOB_CANCELLED: "cancelled"}   # job status: counter
 # The job fields an item holds (everything else on a job dict is derived or a key).
 JOB_FIELDS = frozenset(("batch_id", "bucket", "position", "owner", "file_name", "size", "content_type", "key",
                         "status", "error_code", "error_message", "outputs", "preview", "attempt", "created_at",
@@ -771,9 +772,30 @@ class DynamoRepository:
             yield b.id
 
     def jobs_with_status(self, batch_id: str, statuses: Sequence[str]) -> Iterable[dict]:
-        for job in self.all_jobs(batch_id):
-            if job["status"] in statuses:
-                yield job
+        """Open statuses walk the batch in file order (most of a batch may be awaiting). Final
+        ones are looked for only in the buckets whose counters count them, one Query of a
+        bucket's partition each, so finding the few failures of a 100,000-file batch (or that it
+        has none) reads its counters and those buckets, not every job."""
+        counted = [COUNTED_BY[s] for s in statuses if s in COUNTED_BY]
+        if not statuses or len(counted) < len(statuses):
+            yield from (job for job in self.all_jobs(batch_id) if job["status"] in statuses)
+            return
+        batch = self._batch_fields(batch_id)
+        if batch is None:
+            return
+        J, C = self.m.Job, self.m.Counter
+        keys = [bucket_key(batch_id, k) for k in range(int(batch["buckets"]))]
+        for start in range(0, len(keys), 100):
+            found = {c.bucket_key: c for c in C.batch_get(keys[start:start + 100], consistent_read=True,
+                                                           attributes_to_get=["bucket_key", *counted])}
+            for key in keys[start:start + 100]:
+                c = found.get(key)
+                if c is not None and not any(int(getattr(c, f) or 0) for f in counted):
+                    continue
+                jobs = [_plain(item) for item in J.query(key, filter_condition=J.status.is_in(*statuses),
+                                                         consistent_read=True)]
+                self.meter.items += len(jobs)
+                yield from sorted(jobs, key=lambda j: int(j["position"]))
 
     def start_batch(self, batch: dict, now: str) -> bool:
         """queued -> processing, once; the aggregates move in the same transaction."""

@@ -231,6 +231,25 @@ def test_jobs_with_status_filters_one_batch(repo):
     assert list(repo.jobs_with_status(new.id, ("failed",))) == []
 
 
+def test_final_statuses_are_found_in_every_bucket_and_only_there(repo):
+    new = new_batch(files=24, buckets=6)
+    batch = stored(repo, new)
+    jobs = claimed(repo, batch)
+    failed = {j["job_id"] for j in jobs[::5]}          # in several buckets, not all
+    for job in jobs[:12]:
+        repo.finish_job(job, int(job["attempt"]), T2, error=("corrupt", "x") if job["job_id"] in failed else None,
+                        outputs=None if job["job_id"] in failed else [])
+    assert {j["job_id"] for j in repo.jobs_with_status(new.id, ("failed",))} == failed & {
+        j["job_id"] for j in jobs[:12]}
+    done = {j["job_id"] for j in repo.jobs_with_status(new.id, ("completed", "failed"))}
+    assert done == {j["job_id"] for j in jobs[:12]}
+    assert list(repo.jobs_with_status(new.id, ("cancelled",))) == []
+    again = next(j for j in repo.jobs_with_status(new.id, ("failed",)))
+    assert repo.reopen_job(again, T3)   # back to processing: no longer found among the failed
+    assert again["job_id"] not in {j["job_id"] for j in repo.jobs_with_status(new.id, ("failed",))}
+    assert again["job_id"] in {j["job_id"] for j in repo.jobs_with_status(new.id, ("processing",))}
+
+
 # -- description and integration fields -------------------------------------------------------------
 
 INTEGRATIONS = ("metadata", "dropbox_directory_id", "monday_item_id", "auto_upload_enabled", "monday_sync_enabled")

@@ -106,3 +106,20 @@ def test_every_table_and_transaction_goes_through_one_dynamodb_client(flow, aws,
     assert flow.api.get("/batches/stats").status_code == 200
     assert flow.batch(created["batch"]["id"])["status"] == "completed"
     assert used == {id(aws.dynamodb)}
+
+
+def test_finding_a_big_batchs_few_failures_reads_its_counters_and_their_buckets_only(flow, aws, requests_made):
+    """A retry looks for failed files with stored uploads: in a 100,000-file batch with a handful of
+    failures that must not read every job (1,100 requests in the API request)."""
+    png = images.png((8, 8))
+    names = [f"PL_FEW{i:04d}_x.png" for i in range(450)]    # 5 buckets
+    created = flow.create({n: png for n in names})
+    bid = created["batch"]["id"]
+    broken = created["uploads"][:2]
+    flow.upload(created, {u["file_name"]: b"\x89PNG\r\n\x1a\n not an image" for u in broken})
+    repo = aws.repository
+    failed_buckets = {int(j["bucket"]) for j in repo.jobs_with_status(bid, ("failed",))}
+    requests_made.clear()
+    found = list(repo.jobs_with_status(bid, ("failed",)))
+    assert sorted(j["file_name"] for j in found) == sorted(u["file_name"] for u in broken)
+    assert dict(requests_made) == {("dynamodb", "BatchGetItem"): 1, ("dynamodb", "Query"): len(failed_buckets)}
