@@ -46,7 +46,9 @@ class Limits:
     # 5 GiB: what process_upload honours: its /tmp holds one spooled upload (6 GiB of ephemeral
     # storage in the deploy template) and decoding is bounded by pixels, not bytes (README "Limits").
     max_file_size: int = 5 * 1024 * 1024 * 1024
-    max_batch_size: int = 20 * 1024 * 1024 * 1024
+    # 1 TiB: a batch's ZIP is built in at most 10,000 S3 parts; at this size the largest part a
+    # worker holds in memory is about 105 MiB whatever the files (domain/zip_layout.split_parts).
+    max_batch_size: int = 1024 ** 4
 
 
 @dataclass(frozen=True)

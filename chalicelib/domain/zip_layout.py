@@ -215,18 +215,27 @@ def split_parts(layout: Layout, part_size: int, *, min_part: int = MIN_PART, max
     """Cut the archive into parts (see the module docstring). ``part_size`` is the target size of
     generated and copied parts; a generated part is never larger than ``max(part_size,
     2 * min_part)``, which bounds a worker's buffer. When the cut would exceed ``max_parts``, parts
-    grow (and small members stop being copied) until it does not."""
+    grow; of the cuts with fewer members copied (each copied member costs a part of its own and one
+    for the headers before it), the one with the smallest parts is taken, since a worker holds a
+    generated part in memory: at most about a ten-thousandth of the archive, as if nothing were
+    copied."""
     if not 0 < min_part <= part_size <= max_part or max_part < 2 * min_part:
         raise ValueError(f"need 0 < min_part ({min_part}) <= part_size ({part_size}) <= max_part ({max_part}) "
                          "and max_part >= 2 * min_part")
+    largest = max((s.length for s in layout.segments if isinstance(s, Source)), default=0)
+    best: tuple[int, list[_Run]] | None = None
     copy_min = min_part
-    while True:
-        parts = _cut(_runs(layout, min_part, copy_min), part_size, min_part, max_part)
-        if len(parts) <= max_parts:
-            return parts
-        if part_size == max_part and copy_min > layout.size:
-            raise ValueError(f"{layout.size} bytes do not fit in {max_parts} parts of at most {max_part} bytes")
-        part_size, copy_min = min(2 * part_size, max_part), 2 * copy_min
+    while True:   # copy fewer members each time (each copied one costs a part, and one for its headers)
+        runs = _runs(layout, min_part, copy_min)
+        size = _smallest_fit(runs, part_size, min_part, max_part, max_parts)
+        if size is not None and (best is None or size < best[0]):
+            best = (size, runs)
+        if size == part_size or copy_min > largest:   # as small as asked, or nothing left to stop copying
+            break
+        copy_min *= 2
+    if best is None:
+        raise ValueError(f"{layout.size} bytes do not fit in {max_parts} parts of at most {max_part} bytes")
+    return _cut(best[1], best[0], min_part, max_part)
 
 
 def _runs(layout: Layout, min_part: int, copy_min: int) -> list[_Run]:
@@ -255,13 +264,36 @@ def _runs(layout: Layout, min_part: int, copy_min: int) -> list[_Run]:
     return runs
 
 
+def _smallest_fit(runs: list[_Run], part_size: int, min_part: int, max_part: int, max_parts: int) -> int | None:
+    """The smallest part size from `part_size` up (to a fifth of `min_part`) that cuts `runs` into at most
+    `max_parts` parts, or None if even `max_part` does not (fewer parts as the size grows)."""
+    def fits(size: int) -> bool:
+        return sum(_count(run.end - run.start, size, min_part, max_part) for run in runs) <= max_parts
+    if fits(part_size):
+        return part_size
+    if not fits(max_part):
+        return None
+    low, high = part_size, max_part            # low does not fit, high does
+    while high - low > max(1, min_part // 5):  # to a MiB with S3's sizes
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
+
+
+def _count(length: int, part_size: int, min_part: int, max_part: int) -> int:
+    """How many parts a run of `length` bytes is cut into."""
+    if length == 0:
+        return 0
+    return max(-(-length // max_part), min(-(-length // part_size), length // min_part), 1)
+
+
 def _cut(runs: list[_Run], part_size: int, min_part: int, max_part: int) -> list[Part]:
     parts: list[Part] = []
     for run in runs:
         length = run.end - run.start
         if length == 0:
             continue
-        count = max(-(-length // max_part), min(-(-length // part_size), length // min_part), 1)
+        count = _count(length, part_size, min_part, max_part)
         base, extra = divmod(length, count)
         at = run.start
         for i in range(count):

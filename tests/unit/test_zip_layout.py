@@ -311,9 +311,30 @@ def test_any_mix_of_members_gives_valid_parts_that_make_the_planned_zip(
     grown = max_parts < MAX_PARTS   # parts may have grown to fit max_parts
     check_parts(layout, parts, part_size=max([part_size] + [p.size for p in parts]) if grown else part_size,
                 min_part=min_part, max_part=max_part, max_parts=max_parts)
+    if grown:   # copying never makes the parts a worker holds larger than copying nothing would
+        step = max(1, min_part // 5)
+        bound = part_size
+        while max(-(-layout.size // max_part), min(-(-layout.size // bound), layout.size // min_part), 1) > max_parts:
+            bound += step
+        generated = [p.size for p in parts if p.copy is None]
+        assert max(generated, default=0) <= max(bound + step, 2 * min_part)
     event(f"{sum(p.copy is not None for p in parts) > 0 and 'some' or 'no'} copied parts")
     data = b"".join(part_bytes(layout, p, objects) for p in parts)
     assert data == whole(layout, objects)
     check_zip(data, {"base/manifest.csv": manifest, **dict(zip(arcnames, objects.values()))})
     tasks = group_parts(parts, task_bytes)
     assert [n for first, last in tasks for n in range(first, last + 1)] == [p.number for p in parts]
+
+
+@pytest.mark.parametrize("members, size", [(10_485, 100 * 1024 ** 2), (10_485, 500 * 1024 ** 2)])
+def test_members_too_many_to_copy_make_generated_parts_no_larger_than_10000_parts_need(members, size):
+    # 1 TiB and 5 TiB of members each just too small to copy within 10,000 parts (a copied member
+    # costs two): all generated, in parts of the archive's ten-thousandth (to a MiB), which a worker
+    # holds in memory. Parts used to double with the copy threshold: 1 GiB for the first.
+    # (The property test above holds any mix to the same bound.)
+    layout = layout_zip([Member(f"base/{i:05d}.tif", size, 0, key=str(i)) for i in range(members)], WHEN)
+    parts = split_parts(layout, 32 * 1024 ** 2)
+    assert len(parts) <= MAX_PARTS
+    largest = max(p.size for p in parts if p.copy is None)
+    assert largest <= layout.size / MAX_PARTS + 2 * 1024 ** 2
+    check_parts(layout, parts, part_size=largest, min_part=MIN_PART, max_part=MAX_PART)
