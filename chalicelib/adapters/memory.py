@@ -225,7 +225,7 @@ class MemoryRepository:
             self._materialize(new.id, 0)
         return batch
 
-    def get_batch(self, batch_id: str) -> dict | None:
+    def get_batch(self, batch_id: str, counts: bool = True) -> dict | None:   # counts are on the record here
         with self._lock:
             found = self._batches.get(batch_id)
             return _public(found) if found else None

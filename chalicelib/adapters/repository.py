@@ -377,12 +377,15 @@ class DynamoRepository:
                           owner_status=owner_status(job["owner"], job["status"], job["job_id"]),
                           updated_sk=f"{job['updated_at']}#{job['job_id']}", **fields)
 
-    def get_batch(self, batch_id: str) -> dict | None:
-        """The batch with its counts: kept on the item once final, else summed from its buckets."""
+    def get_batch(self, batch_id: str, counts: bool = True) -> dict | None:
+        """The batch with its counts: kept on the item once final, else summed from its buckets
+        (counts=False: not summed; the item's own count fields are left out, not to be read stale)."""
         try:
             batch = _plain(self.m.Batch.get(batch_id, consistent_read=True))
         except DoesNotExist:
             return None
+        if not counts:
+            return {k: v for k, v in batch.items() if k not in COUNT_FIELDS}
         return self._with_counts([batch])[0]
 
     def _with_counts(self, batches: list[dict]) -> list[dict]:

@@ -81,8 +81,9 @@ class BatchService:
         batch = self.repo.create_batch(new)   # the first chunk's jobs are materialised with it
         chunks = chunk_count(new.total_files)
         if chunks > 1 and self.maintenance is not None:   # the others in the background (or on demand)
-            self.maintenance.send_many([{"kind": "materialize", "batch_id": batch_id, "chunk": c}
-                                        for c in range(1, chunks)])
+            # files placed by the caller (drop folders) are stored already: the step announces them
+            self.maintenance.send_many([{"kind": "materialize", "batch_id": batch_id, "chunk": c,
+                                         "announce": place is not None} for c in range(1, chunks)])
         self.obs.info("batch.created", batch_id=batch_id, owner=owner, outcome=batch["status"],
                       base_directory_name=new.base_directory_name, files=len(jobs),
                       bytes=sum(f.size for f in request.files), pipelines=len(pipelines))
@@ -122,7 +123,7 @@ class BatchService:
 
     # -- uploads of an existing batch (large batches, resuming) ------------
     def uploads(self, owner: str, batch_id: str, params: dict) -> dict:
-        batch = owned_batch(self.repo, owner, batch_id)
+        batch = owned_batch(self.repo, owner, batch_id, counts=False)
         limit = limit_param(params, default=UPLOADS_PER_RESPONSE, maximum=UPLOADS_PER_RESPONSE)
         start = self.cursors.decode(params.get("cursor"), f"uploads|{batch_id}")
         page = self.repo.list_jobs(batch_id, limit, start)
@@ -147,7 +148,7 @@ class BatchService:
 
     def materialize(self, batch_id: str, chunk: int) -> int:
         """The background step after a big create (maintenance queue); idempotent."""
-        batch = self.repo.get_batch(batch_id)
+        batch = self.repo.get_batch(batch_id, counts=False)
         if batch is None or batch["status"] not in BATCH_STATUSES:   # gone, or being deleted
             return 0
         return self.repo.materialize_jobs(batch, chunk)

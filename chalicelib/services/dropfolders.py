@@ -119,7 +119,7 @@ class DropFolderService:
         each is counted as uploaded there and queued for processing. For a marker delivered again,
         whose first delivery may have crashed before the maintenance queue heard of the other
         chunks: each is stored here if it is not yet (idempotent, and cheap when it is)."""
-        batch = self.repo.get_batch(batch_id)
+        batch = self.repo.get_batch(batch_id, counts=False)
         if batch is None:
             return 0
         announced = 0

@@ -18,7 +18,7 @@ class Maintenance:
         kind, batch_id = message.get("kind"), message.get("batch_id")
         if kind == "materialize":
             self.batches.materialize(batch_id, int(message["chunk"]))
-            if self.dropfolders is not None:   # a drop folder's files there are in S3 already: announce them
+            if message.get("announce") and self.dropfolders is not None:   # in S3 already (drop folders)
                 self.dropfolders.announce_chunk(batch_id, int(message["chunk"]))
         elif kind == "purge":
             self.deleter.purge(batch_id)

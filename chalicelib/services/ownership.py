@@ -13,8 +13,8 @@ def is_uuid(value: str) -> bool:
         return False
 
 
-def owned_batch(repo, owner: str, batch_id: str) -> dict:
-    batch = repo.get_batch(batch_id) if is_uuid(batch_id) else None
+def owned_batch(repo, owner: str, batch_id: str, counts: bool = True) -> dict:
+    batch = repo.get_batch(batch_id, counts) if is_uuid(batch_id) else None
     if batch is None or batch["owner"] != owner:
         raise NotFound(f"batch {batch_id} not found")
     return batch

@@ -234,3 +234,31 @@ def test_a_big_retry_answers_without_its_files_and_the_background_reopens_them(f
     assert {j["attempt"] for j in aws.repository.all_jobs(bid)} == {2}
     stats = api.get("/batches/stats").data
     assert (stats["failed"], stats["processing"]) == (1, 0)
+
+
+def test_an_uploaded_batchs_chunk_steps_and_upload_pages_read_no_job_pages_and_no_counters(
+        flow, api, aws, small_chunks, monkeypatch):
+    """The chunk step used to list each chunk's 1,000 jobs to announce drop-folder files an
+    uploaded batch does not have, and every step and upload page summed the batch's 1,000
+    counters to read its status: 1,100 requests and 100,000 job reads per 100,000-file batch."""
+    import botocore.client
+    created = flow.create({f"PL_STEP{i:04d}_x.png": b"x" * 10 for i in range(FILES)})
+    bid = created["batch"]["id"]
+    steps = [m for m in maintenance_messages(aws) if m["kind"] == "materialize"]
+    assert steps and not any(m["announce"] for m in steps)
+    tables: list[str] = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def recording(client, operation, params):
+        if operation == "BatchGetItem":
+            tables.extend(params["RequestItems"])
+        return real(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    for m in steps:
+        aws.maintenance.run(m)
+    assert tables == []
+    assert len(all_uploads(flow, created)) == FILES
+    assert aws.settings.table("counters") not in tables   # the jobs of each page, not the counters
+    assert aws.repository.get_batch(bid, counts=False)["status"] == "queued"
+    assert "uploaded" not in aws.repository.get_batch(bid, counts=False)
