@@ -173,10 +173,7 @@ def run(files: int = 100_000, workers: int = 2, log=print, create_only: bool = F
     out: dict = {"files": files, "workers": workers, "pipeline_ms_per_file": per_file_ms, "create_only": create_only}
     with contextlib.ExitStack() as stack:
         endpoint, moto_pid = stack.enter_context(moto_server())
-        # The batch's upload window (UPLOAD_TTL_SECONDS, 1 h by default) must outlast the run: two
-        # cores upload and process 100,000 files in more than an hour.
-        window = max(3600, files // 5)
-        sp = stack.enter_context(BenchStack(workers, True, endpoint, UPLOAD_TTL_SECONDS=window))
+        sp = stack.enter_context(BenchStack(workers, True, endpoint))
         http = sp.session()
         r = http.post(f"{sp.url}/pipelines", json=PIPELINE)
         r.raise_for_status()

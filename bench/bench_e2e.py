@@ -103,9 +103,8 @@ class BenchStack(StackProcess):
     """`python -m devstack` (moto inside, as `make run` has it), or bench.split_stack with moto
     in a separate process."""
 
-    def __init__(self, workers: int, split: bool, moto_endpoint: str | None = None, **settings):
-        env = {"WORKERS": workers, "SWEEP_SECONDS": 15, "LOCAL_API_TOKENS": f"{TOKEN}:bench", "LOG_LEVEL": "WARNING",
-               **settings}
+    def __init__(self, workers: int, split: bool, moto_endpoint: str | None = None):
+        env = {"WORKERS": workers, "SWEEP_SECONDS": 15, "LOCAL_API_TOKENS": f"{TOKEN}:bench", "LOG_LEVEL": "WARNING"}
         self.trace_path = None
         if split:
             import tempfile

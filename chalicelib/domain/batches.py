@@ -24,6 +24,19 @@ JOB_FINAL_STATUSES = frozenset((JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED))
 MAX_PIPELINES_PER_BATCH = 10
 SAMPLE_NAMES = 5
 
+# A batch's upload window: UPLOAD_TTL_SECONDS (an hour) per 10,000 files or 50 GB begun, so a big
+# batch is not cut off after the hour a small one gets (50 GB an hour is about 14 MB/s from the
+# client); at most the 7 days a SigV4-presigned request can live.
+UPLOAD_WINDOW_FILES = 10_000
+UPLOAD_WINDOW_BYTES = 50 * 1000 ** 3
+MAX_UPLOAD_WINDOW_SECONDS = 7 * 24 * 3600
+
+
+def upload_window(ttl_seconds: int, files: int, total_bytes: int) -> int:
+    """Seconds a new batch accepts uploads for."""
+    windows = max(1, -(-files // UPLOAD_WINDOW_FILES), -(-total_bytes // UPLOAD_WINDOW_BYTES))
+    return min(ttl_seconds * windows, max(ttl_seconds, MAX_UPLOAD_WINDOW_SECONDS))
+
 # What browsers and clients send for the image types we can decode; the
 # processor still decides by the bytes, this only catches obvious mistakes early.
 CONTENT_TYPES = {

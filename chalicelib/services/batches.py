@@ -8,7 +8,7 @@ from typing import Callable
 from ..domain import naming
 from ..domain.batches import (
     BATCH_STATUSES, JOB_AWAITING, JOB_STATUSES, SORT_FIELDS, BatchQuery, CreateBatch, FileSpec, NewBatch, NewJob,
-    parse_create,
+    parse_create, upload_window,
 )
 from ..domain.integrations import parse_patch
 from ..domain.buckets import bucket_count, bucket_of, chunk_count, chunk_of
@@ -76,7 +76,9 @@ class BatchService:
             base_directory_name=naming.directory_name(prefix, batch_date, counter),
             description=request.description or naming.auto_description(names), pipelines=tuple(pipelines),
             created=now, created_at=iso(now),
-            upload_expires_at=iso(now + timedelta(seconds=self.settings.upload_ttl_seconds)), jobs=tuple(jobs),
+            upload_expires_at=iso(now + timedelta(seconds=upload_window(
+                self.settings.upload_ttl_seconds, len(request.files), sum(f.size for f in request.files)))),
+            jobs=tuple(jobs),
             integrations=request.integrations, buckets=buckets)
         batch = self.repo.create_batch(new)   # the first chunk's jobs are materialised with it
         chunks = chunk_count(new.total_files)

@@ -78,6 +78,19 @@ def test_presigned_post_policy_pins_key_size_type_and_expiry(api, pipeline):
     assert not any(isinstance(c, list) and c[0] == "starts-with" for c in conditions)
 
 
+def test_a_batch_over_50_gb_gets_an_hour_per_50_gb_begun_to_upload_in(api, pipeline):
+    def window(data) -> float:
+        batch = data["batch"]
+        created, ends = (datetime.strptime(batch[k], "%Y-%m-%dT%H:%M:%SZ") for k in ("created_at", "upload_expires_at"))
+        assert {u["expires_at"] for u in data["uploads"]} == {batch["upload_expires_at"]}
+        return (ends - created).total_seconds()
+    small = api.post("/batches", {"pipeline_id": pipeline["id"], "files": files("PL_W1_a.png")}).data
+    assert window(small) == 3600
+    big = api.post("/batches", {"pipeline_id": pipeline["id"],
+                                "files": files(*[f"PL_W2_{i}.tif" for i in range(11)], size=5 * 1000 ** 3)}).data
+    assert window(big) == 2 * 3600   # 55 GB: 11 uploads in parts, all with the longer deadline
+
+
 def test_pipeline_snapshot_survives_edit_and_delete(api, pipeline):
     b = create(api, pipeline)["batch"]
     api.put(f"/pipelines/{pipeline['id']}", {"name": "renamed", "format": "png", "width": 10})
