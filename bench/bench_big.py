@@ -1,6 +1,6 @@
 """Benchmark: one very large batch of tiny images end to end on the local stack (issue 15).
 
-    .venv/bin/python -m bench.bench_big                      # 100,000 files (about an hour on 2 cores)
+    .venv/bin/python -m bench.bench_big                      # 100,000 files (about two hours on 2 cores)
     .venv/bin/python -m bench.bench_big --files 2000         # the same steps, small
     .venv/bin/python -m bench.bench_big --create-only        # steps 1, 3 (a job page), a cancel and 4, no uploads
 
@@ -10,7 +10,8 @@ Steps, all in this one run, on a fresh stack:
 
 1. `POST /batches` with every file (the 10 s target on the local stack), then the upload links
    paged through `GET /batches/{id}/uploads` (1,000 a page);
-2. every presigned POST, UPLOADERS at a time, while the stack processes what has arrived;
+2. every presigned POST, UPLOADERS at a time, while the stack processes what has arrived (at
+   most AHEAD messages waiting in its queues: see Pacer);
 3. `GET /batches/{id}` until the batch is final, its counts compared with the files sent; a job
    page from the middle of the batch;
 4. `DELETE /batches/{id}`: how long the request takes, whether the batch has left the owner's list
