@@ -37,7 +37,7 @@ from ..domain.keys import archive_key, archive_plan_key
 from ..domain.zip_layout import (
     Layout, Member, Part, Source, group_parts, layout_zip, split_parts, stream,
 )
-from ..errors import BadRequest, Conflict, NotFound, NotReady
+from ..errors import BadRequest, Conflict, NotFound, NotReady, TooLarge
 from ..ports import SourceChanged, UploadGone
 from ..observability import ARCHIVE_BUILD_DURATION, ARCHIVE_BUILDS_FAILED, ARCHIVE_BYTES, NOOP
 from .clock import iso, parse_iso, utcnow
@@ -47,6 +47,7 @@ log = logging.getLogger("imgbatch.archives")
 BUILD_STALE_AFTER = timedelta(minutes=16)  # the builder's 15-minute timeout, plus a margin
 ASSUMED_BYTES_PER_SECOND = 40 * 1024 * 1024  # for Retry-After; measured S3->S3 streaming is faster
 PLAN_VERSION = 1
+MAX_ARCHIVE_BYTES = 5 * 1024 ** 4   # S3's largest object
 PARTS_IN_FLIGHT = 2      # parts of a task sent at once: memory is this many part buffers
 READS_IN_FLIGHT = 8      # ranged reads filling one generated part (small members are latency-bound)
 CRC_READS_IN_FLIGHT = 8  # outputs stored before CRCs were recorded, read once at planning
@@ -95,7 +96,7 @@ class ArchiveService:
             return None  # deleted meanwhile
         try:
             plan = self._plan(batch, partial)
-        except NotReady:
+        except (NotReady, TooLarge):
             return None
         if self.storage.head(plan.key) is not None:
             return plan.key
@@ -282,11 +283,16 @@ class ArchiveService:
             digest.update(f"\0{j['job_id']}:{j['status']}:{int(j.get('attempt') or 0)}".encode())
         fingerprint = digest.hexdigest()[:20]
         file_name = f"{base}.zip"
+        size = sum(e.size for e in entries) + len(manifest)
+        if size > MAX_ARCHIVE_BYTES:   # a 1 TiB batch whose pipelines multiply it more than fivefold
+            raise TooLarge(f"the ZIP of batch {batch['id']} would hold {size} bytes of files, over S3's limit of "
+                           f"{MAX_ARCHIVE_BYTES} bytes for one object; download its files one at a time "
+                           "(GET /jobs/{job_id}/download)")
         return Plan(batch_id=batch["id"], partial=partial, entries=entries, manifest=manifest,
                     manifest_name=manifest_arcname(base),
                     fingerprint=fingerprint, file_name=file_name,
                     key=archive_key(batch["id"], fingerprint, file_name),
-                    bytes=sum(e.size for e in entries) + len(manifest))
+                    bytes=size)
 
     def _layout(self, plan: "Plan", now: datetime) -> "PlannedLayout":
         """The archive laid out; outputs stored before CRCs were recorded are read once for theirs.

@@ -137,3 +137,17 @@ def test_a_jobs_output_is_handed_out_by_pipeline(system):
     waiting = system.create({"b.png": images.png()})
     with pytest.raises(Conflict, match="awaiting_upload"):
         system.archives.job_output("alice", waiting["uploads"][0]["job_id"], None)
+
+
+def test_an_archive_over_s3s_largest_object_is_refused_by_name_and_never_built(system, monkeypatch):
+    import chalicelib.services.archives as archives
+    from chalicelib.errors import TooLarge
+    created = finished(system, {"a.png": images.png(), "b.png": images.png()})
+    bid = created["batch"]["id"]
+    monkeypatch.setattr(archives, "MAX_ARCHIVE_BYTES", 100)   # the outputs are a few hundred bytes
+    with pytest.raises(TooLarge) as refused:
+        system.archives.request("alice", bid, partial=False)
+    assert "over S3's limit of 100 bytes for one object" in str(refused.value)
+    assert "GET /jobs/{job_id}/download" in str(refused.value)
+    assert system.archives.build_requested(bid, partial=False, prebuild=True) is None
+    assert list(system.storage.keys("archives/")) == []
