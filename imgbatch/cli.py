@@ -147,7 +147,8 @@ def submit(app: App, paths: tuple[Path, ...], pipelines: tuple[str, ...], descri
     uploads = list(created.get("uploads") or [])
     if created.get("uploads_next_cursor"):
         # Large batches: the API returns the first upload links with the batch, the rest by page.
-        uploads += app.api.pending_uploads(batch["id"], cursor=created["uploads_next_cursor"])
+        uploads += fetch_upload_links(app, batch["id"], created["uploads_next_cursor"], len(uploads),
+                                      int(batch["total_files"]))
     not_sent = max(0, len(found.images) - len(uploads))
     if not_sent:
         app.warn(f"The API returned upload links for only {len(uploads)} of {len(found.images)} files.")
@@ -172,7 +173,7 @@ def resume(app: App, batch_ref: str, paths: tuple[Path, ...], **follow: Any) -> 
     batch = without_jobs(app.api.get_batch(batch_id, jobs_limit=1))
     found = collect_images(app, paths)
     try:
-        pending = app.api.pending_uploads(batch_id)
+        pending = fetch_upload_links(app, batch_id)
     except ApiError as exc:
         if exc.status == 404:
             exc.message = (f"the API cannot re-issue upload links (GET /batches/{batch_id}/uploads: "
@@ -188,6 +189,19 @@ def resume(app: App, batch_ref: str, paths: tuple[Path, ...], **follow: Any) -> 
             f"{len(pending)} file(s) it is waiting for.")
     tasks = upload_tasks([local[u["file_name"]] for u in matched], matched, batch_id)
     upload_and_follow(app, batch, tasks, paths, found, not_sent=len(missing), **follow)
+
+
+def fetch_upload_links(app: App, batch_id: str, cursor: str | None = None, have: int = 0,
+                       total: int | None = None) -> list[dict]:
+    """Every remaining page of a batch's upload links (1,000 a page: a 100,000-file batch's take
+    a while), counted on a terminal as they come."""
+    if not app.show_progress:
+        return app.api.pending_uploads(batch_id, cursor=cursor)
+
+    def text(n: int) -> str:
+        return f"Fetching upload links: {have + n:,}" + (f" of {total:,}" if total else "")
+    with app.err.status(text(0)) as status:
+        return app.api.pending_uploads(batch_id, cursor=cursor, on_page=lambda n: status.update(text(n)))
 
 
 def batch_id_of(app: App, ref: str) -> str:

@@ -155,7 +155,8 @@ class ApiClient:
         """POST /batches; returns {"batch": B, "uploads": [U...]}."""
         return self._json("POST", "/batches", json=dict(body))
 
-    def pending_uploads(self, batch_id: str, *, cursor: str | None = None) -> list[dict]:
+    def pending_uploads(self, batch_id: str, *, cursor: str | None = None,
+                        on_page: Callable[[int], None] | None = None) -> list[dict]:
         """Fresh upload links for the files a batch still waits for, every page.
 
         GET /batches/{id}/uploads is not in the written contract; the service adds it because
@@ -166,6 +167,8 @@ class ApiClient:
         while True:
             page = self._json("GET", f"/batches/{batch_id}/uploads", params=_drop_none({"cursor": cursor}))
             uploads.extend(page.get("uploads") or [])
+            if on_page is not None:
+                on_page(len(uploads))
             cursor = page.get("next_cursor")
             if not cursor:
                 return uploads

@@ -290,6 +290,18 @@ def test_upload_links_beyond_the_first_page_are_fetched(run, fake, photo_folder)
     assert [r.url.params.get("cursor") for r in pages] == ["2"]
 
 
+def test_a_terminal_counts_the_upload_links_as_their_pages_come(run, fake, photo_folder):
+    fake.add_pipeline("web")
+    fake.uploads_per_response = 1
+
+    shown = run("submit", str(photo_folder), "-p", "web", terminal=100, interactive=True)
+    piped = run("submit", str(photo_folder), "-p", "web")
+
+    assert shown.exit_code == 0 and piped.exit_code == 0, shown.output + piped.output
+    assert "Fetching upload links: 3 of 3" in shown.stderr   # the count as the last page came
+    assert "Fetching upload links" not in piped.stderr + piped.stdout
+
+
 # -- resume ---------------------------------------------------------------------------------
 
 
