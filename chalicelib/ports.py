@@ -63,6 +63,10 @@ class BatchStore(Protocol):
     def get_batch(self, batch_id: str, counts: bool = True) -> dict | None:
         """counts=False: the batch's own fields, for callers that need its status or settings and
         not its progress (a big batch's counts are summed from up to 1,000 counters)."""
+    def settled_batch(self, batch_id: str, after: int | None = None) -> dict | None:
+        """The batch with its counts when none of its files is left to finish (or it is final),
+        else None; None also when it is gone or being deleted. `after`: the bucket whose last file the caller just
+        counted (a store with buckets looks at the others first and stops at the first unsettled)."""
     def list_batches(self, query: BatchQuery, start: dict | None = None) -> Page: ...
     def stats(self, owner: str) -> dict: ...
     def get_job(self, batch_id: str, job_id: str) -> dict | None: ...

@@ -230,6 +230,15 @@ class MemoryRepository:
             found = self._batches.get(batch_id)
             return _public(found) if found else None
 
+    def settled_batch(self, batch_id: str, after: int | None = None) -> dict | None:
+        batch = self.get_batch(batch_id)
+        if batch is None or batch["status"] == DELETING:
+            return None
+        if batch["status"] in FINAL_STATUSES:
+            return batch
+        done = batch["succeeded"] + batch["failed"] + batch["cancelled"]
+        return batch if done >= batch["total_files"] else None
+
     def update_batch_fields(self, batch: dict, changes: dict, now: str) -> dict | None:
         """Description and integration fields (None removes one) in any status but deleting; the
         search text follows the description."""

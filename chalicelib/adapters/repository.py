@@ -55,6 +55,9 @@ RETRY_PENDING = "pending"   # a big retry's mark before a worker takes it (take_
 # A delete or cancel of a batch with more buckets than this leaves closing them to its background
 # step (sync_counters), so the request answers at once: 1,000 counters are 1,000 UpdateItems.
 INLINE_COUNTERS = 10
+# How many counters a finisher's first look at its batch reads (settled_batch): at the end of a
+# big batch most finishers find an unsettled bucket among the first few, and an item read is a unit.
+SETTLED_FIRST_LOOK = 10
 
 
 def bucket_key(batch_id: str, bucket: int) -> str:
@@ -394,14 +397,56 @@ class DynamoRepository:
             keys = [bucket_key(b["id"], k) for b in live for k in range(int(b.get("buckets") or 1))]
             sums: dict[str, Counter] = {b["id"]: Counter() for b in live}
             latest = {b["id"]: b.get("updated_at") or "" for b in live}
-            for start in range(0, len(keys), 100):
-                for c in self.m.Counter.batch_get(keys[start:start + 100], consistent_read=True):
+            for group in self._counters(keys):
+                for _, c in group:
+                    if c is None:
+                        continue
                     batch_id = c.bucket_key.rsplit("#", 1)[0]
                     sums[batch_id].update({f: int(getattr(c, f) or 0) for f in COUNT_FIELDS})
                     latest[batch_id] = max(latest[batch_id], c.updated_at or "")
             for b in live:   # the batch changed when its record did or any of its files did
                 b.update({f: sums[b["id"]][f] for f in COUNT_FIELDS}, updated_at=latest[b["id"]] or b.get("updated_at"))
         return batches
+
+    def _counters(self, keys: Sequence[str], first: int = 100, attributes: list[str] | None = None):
+        """Counters by key, strongly consistent, one BatchGetItem at a time (the first for `first`
+        keys, the others for 100), each group a list of (key, counter or None) in key order: a reader
+        that has seen enough stops, and no request is made for what it did not read."""
+        start, size = 0, first
+        while start < len(keys):
+            group = keys[start:start + size]
+            found = {c.bucket_key: c for c in self.m.Counter.batch_get(group, consistent_read=True,
+                                                                       attributes_to_get=attributes)}
+            yield [(k, found.get(k)) for k in group]
+            start, size = start + size, 100
+
+    def settled_batch(self, batch_id: str, after: int | None = None) -> dict | None:
+        """The batch with its counts when none of its files is left to finish, else None. The
+        counters are read from the bucket after `after` (the caller's, just settled, read last)
+        round the ring, ten then a hundred at a time, and the reading stops at the first bucket
+        with a file to finish: at the end of a 100,000-file batch each of its 1,000 buckets' last
+        file looks, and most see an unsettled bucket among the first few (a full read each was a
+        million counter reads per batch). Exactly one final status still: the last bucket to
+        settle is read settled by its own finisher, which reads after every other commit."""
+        try:
+            batch = _plain(self.m.Batch.get(batch_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+        if batch["status"] == DELETING:
+            return None
+        if batch.get("counts_final") or batch["status"] in FINAL_STATUSES:
+            return batch     # final: its counts are on the item
+        n = _buckets(batch)
+        start = 0 if after is None else (after + 1) % n
+        keys = [bucket_key(batch_id, (start + i) % n) for i in range(n)]
+        sums, latest = Counter(), batch.get("updated_at") or ""
+        for group in self._counters(keys, first=SETTLED_FIRST_LOOK):
+            for _, c in group:
+                if c is None or int(c.done or 0) < int(c.total or 0):
+                    return None
+                sums.update({f: int(getattr(c, f) or 0) for f in COUNT_FIELDS})
+                latest = max(latest, c.updated_at or "")
+        return {**batch, **{f: sums[f] for f in COUNT_FIELDS}, "updated_at": latest or batch.get("updated_at")}
 
     @staticmethod
     def _batch_partition(q: BatchQuery) -> tuple[str, str]:
@@ -786,13 +831,10 @@ class DynamoRepository:
         batch = self._batch_fields(batch_id)
         if batch is None:
             return
-        J, C = self.m.Job, self.m.Counter
+        J = self.m.Job
         keys = [bucket_key(batch_id, k) for k in range(int(batch["buckets"]))]
-        for start in range(0, len(keys), 100):
-            found = {c.bucket_key: c for c in C.batch_get(keys[start:start + 100], consistent_read=True,
-                                                           attributes_to_get=["bucket_key", *counted])}
-            for key in keys[start:start + 100]:
-                c = found.get(key)
+        for group in self._counters(keys, attributes=["bucket_key", *counted]):
+            for key, c in group:
                 if c is not None and not any(int(getattr(c, f) or 0) for f in counted):
                     continue
                 jobs = [_plain(item) for item in J.query(key, filter_condition=J.status.is_in(*statuses),

@@ -258,7 +258,7 @@ class Processor:
                 self.obs.metric(FILES_SUCCEEDED)
                 self.obs.metric(BYTES_OUT, bytes_out)
             if counted == MAYBE_DONE:   # the last of its bucket: the batch may be complete
-                self.finalize_if_done(job["batch_id"])
+                self.finalize_if_done(job["batch_id"], int(job.get("bucket") or 0))
             return "failed" if error else "completed"
         # Lost the race: a duplicate already counted this job, or the batch was cancelled or is
         # being deleted. Read *after* writing the outputs, so a delete that already swept the
@@ -315,10 +315,11 @@ class Processor:
                          "size": len(preview.data)}
 
     # -- batch status ------------------------------------------------------------
-    def finalize_if_done(self, batch_id: str) -> str | None:
-        """Write the final status once every file is accounted for; exactly one caller wins."""
+    def finalize_if_done(self, batch_id: str, bucket: int | None = None) -> str | None:
+        """Write the final status once every file is accounted for; exactly one caller wins.
+        `bucket`: the one whose last file the caller just counted (see settled_batch)."""
         for _ in range(5):
-            batch = self.repo.get_batch(batch_id)
+            batch = self.repo.settled_batch(batch_id, after=bucket)
             if batch is None or batch["status"] in FINAL_STATUSES:
                 return None
             status = final_status(int(batch["total_files"]), int(batch["succeeded"]), int(batch["failed"]),

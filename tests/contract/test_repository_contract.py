@@ -359,6 +359,52 @@ def test_the_last_file_of_a_batch_over_several_buckets_says_the_batch_may_be_don
     assert repo.get_batch(batch["id"])["succeeded"] == 12
 
 
+def test_a_batch_is_settled_when_every_file_of_every_bucket_is_counted(repo):
+    """settled_batch is what a finisher reads to decide on the final status: None while any file
+    is left, whichever bucket it starts after; the batch with its exact counts once none is."""
+    batch = stored(repo, new_batch(files=12, buckets=3))
+    jobs = claimed(repo, batch)
+    *first, last = jobs
+    assert [repo.settled_batch(batch["id"], after) for after in (None, 0, 1, 2)] == [None] * 4
+    for job in first:
+        repo.finish_job(job, 1, T2, outputs=[])
+    assert [repo.settled_batch(batch["id"], after) for after in (None, 0, 1, 2)] == [None] * 4
+    repo.finish_job(last, 1, T2, error=("corrupt_image", "no"))
+    for after in (None, 0, 1, 2):
+        settled = repo.settled_batch(batch["id"], after)
+        assert (settled["status"], settled["uploaded"], settled["succeeded"], settled["failed"],
+                settled["cancelled"]) == (PROCESSING, 12, 11, 1, 0)
+        assert settled == repo.get_batch(batch["id"])
+    assert repo.finalize(settled, COMPLETED_WITH_ERRORS, T3)
+    final = repo.settled_batch(batch["id"])
+    assert (final["status"], final["succeeded"], final["failed"]) == (COMPLETED_WITH_ERRORS, 11, 1)
+    repo.mark_deleting(final, T4)
+    assert repo.settled_batch(batch["id"]) is None
+    assert repo.settled_batch("no-such-batch") is None
+
+
+def test_finishers_that_look_from_their_own_bucket_on_write_exactly_one_final_status(repo):
+    """Each bucket's last finisher reads the others from its own on and stops at the first with
+    a file left; the one that settles last reads after every other commit, so exactly one of
+    them sees the batch settled, however their commits and reads interleave."""
+    for _ in range(3):
+        batch = stored(repo, new_batch(files=40, buckets=25))
+        jobs = claimed(repo, batch)
+        wins = []
+
+        def finisher(job):
+            if repo.finish_job(job, 1, T2, outputs=[]) == MAYBE_DONE:
+                settled = repo.settled_batch(batch["id"], job.get("bucket"))
+                if settled is not None and settled["status"] == PROCESSING \
+                        and repo.finalize(settled, COMPLETED, T3):
+                    wins.append(job["job_id"])
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(finisher, jobs))
+        after = repo.get_batch(batch["id"])
+        assert (len(wins), after["status"], after["succeeded"]) == (1, COMPLETED, 40)
+
+
 def test_nothing_moves_in_a_final_batch(repo):
     batch = stored(repo, new_batch(files=3))
     jobs = claimed(repo, batch)

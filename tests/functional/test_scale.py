@@ -262,3 +262,43 @@ def test_an_uploaded_batchs_chunk_steps_and_upload_pages_read_no_job_pages_and_n
     assert aws.settings.table("counters") not in tables   # the jobs of each page, not the counters
     assert aws.repository.get_batch(bid, counts=False)["status"] == "queued"
     assert "uploaded" not in aws.repository.get_batch(bid, counts=False)
+
+
+def test_a_finishers_look_at_a_big_batch_stops_at_the_first_bucket_with_a_file_left(aws, monkeypatch):
+    """Each bucket's last file asks whether the batch is done. That read every counter: at the end
+    of a 100,000-file batch, 1,000 finishers x 1,000 counters. Now the reading starts after the
+    finisher's own bucket, ten counters first, and stops at the first bucket with a file left."""
+    import botocore.client
+    from tests.contract.conftest import new_batch
+    repo, counters = aws.repository, aws.settings.table("counters")
+    new = new_batch(files=90, buckets=30)
+    repo.create_batch(new)
+    batch = repo.get_batch(new.id)
+    jobs = sorted(repo.all_jobs(new.id), key=lambda j: j["position"])
+    for job in jobs:
+        assert repo.claim_upload(job, "2026-01-01T00:01:00Z")
+    left = jobs[0]["bucket"]
+    for job in jobs:
+        if job["bucket"] != left:
+            repo.finish_job({**job, "status": "processing"}, 1, "2026-01-01T00:02:00Z", outputs=[])
+    reads: list[int] = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def recording(client, operation, params):
+        if operation == "BatchGetItem" and counters in params["RequestItems"]:
+            reads.append(len(params["RequestItems"][counters]["Keys"]))
+        return real(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    assert repo.settled_batch(new.id, after=(left - 1) % 30) is None
+    assert reads == [10]          # the first counter read has a file left: one request of ten
+    reads.clear()
+    assert repo.settled_batch(new.id, after=left) is None
+    assert reads == [10, 20]      # read last: every other bucket is settled
+    for job in jobs:
+        if job["bucket"] == left:
+            repo.finish_job({**job, "status": "processing"}, 1, "2026-01-01T00:02:00Z", outputs=[])
+    reads.clear()
+    settled = repo.settled_batch(new.id, after=left)
+    assert reads == [10, 20]
+    assert (settled["uploaded"], settled["succeeded"], settled["status"]) == (90, 90, batch["status"])
