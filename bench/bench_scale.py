@@ -39,6 +39,7 @@ def run(quick: bool = False, workers=WORKERS, log=print) -> list[dict]:
                 f"({'finished' if r['finished'] else 'NOT finished: ' + str(r['redeliveries']) + ' records back after the 960 s visibility timeout'}), "
                 f"exact={r['exact']} final writes={r['final_writes']} conflicts={r['conflicts']:,} "
                 f"throttled={r['throttled']:,} requests/file={r['requests_per_file']:.2f} "
+                f"read units/file={r['read_units_per_file']:.2f} "
                 f"[{r['wall_s']:.0f} s wall]")
     return results
 

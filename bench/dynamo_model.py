@@ -34,6 +34,8 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from chalicelib.domain.buckets import SETTLED_FIRST_LOOK
+
 PARTITION_WCU, PARTITION_RCU = 1000.0, 3000.0
 LATENCY = {"get": 0.004, "batch_get": 0.006, "tx": 0.012, "update": 0.006}   # as a client sees them
 TX_HOLD_S = 0.005   # how long a transaction holds its items inside DynamoDB (not published; see hold_s)
@@ -317,8 +319,8 @@ class Buckets(Design):
     a hash of the job id). A bucket is one partition key holding its jobs and a small counter item,
     so every per-file transaction touches two items of one small partition, and each partition
     sees only its bucket's files. The last file of a bucket (found by a condition on the counter,
-    not by a read) reads every bucket's counter; the one that finds them all complete writes the
-    final status (conditionally: exactly one does). The owner-status index key is spread over 32 suffixes; the arrival reads its jobs with
+    not by a read) reads the buckets' counters from its own on until one has a file left; the one
+    that finds them all complete writes the final status (conditionally: exactly one does). The owner-status index key is spread over 32 suffixes; the arrival reads its jobs with
     one BatchGetItem per invocation, and the processing message carries the job's state."""
     name = "bucketed counters"
     BATCH_KB, JOB_KB, COUNTER_KB = 2, 1, 0.2
@@ -367,14 +369,19 @@ class Buckets(Design):
                 continue
             # The bucket's last file: its first attempt is cancelled by the counter's condition
             # (a cancelled transaction still costs its writes), so it knows it is last without a
-            # read; it commits, then reads every bucket's counter (BatchGetItem, 100 keys a
-            # request) and, when all are complete, writes the final status once.
+            # read; it commits, then reads the buckets' counters from its own on (BatchGetItem,
+            # ten keys, then 100 a request), stops at the first with a file left, and when it
+            # reads them all complete writes the final status once (repository.settled_batch).
             yield from call(sim, Req("tx", touches))
             yield from call(sim, Req("tx", touches, self.finish(j, attempt)))
-            reads = [read(f"jobs:B#{k}", self.COUNTER_KB) for k in range(self.w.shards)]
-            for start in range(0, len(reads), 100):
-                yield from call(sim, Req("batch_get", reads[start:start + 100]))
-            if self.w.buckets_done == self.w.shards and self.w.status == "processing":
+            order = [(b + 1 + i) % self.w.shards for i in range(self.w.shards)]
+            start, size, settled = 0, SETTLED_FIRST_LOOK, True
+            while settled and start < len(order):
+                group = order[start:start + size]
+                yield from call(sim, Req("batch_get", [read(f"jobs:B#{k}", self.COUNTER_KB) for k in group]))
+                settled = all(self.w.bucket_left[k] == 0 for k in group)
+                start, size = start + size, 100
+            if settled and self.w.status == "processing":
                 yield from call(sim, Req("tx", [tx_write("batch:B", self.BATCH_KB, "batch"),
                                                 tx_write("meta:stats", 1, "stats")], self.finalize()))
 
@@ -436,6 +443,6 @@ def simulate(design: str, files: int, workers: int, render_s: float = 0.1, hold_
         "exact": max(world.counters["uploaded"], world.counters["succeeded"]) <= files and (
             world.status != "completed" or (world.counters["uploaded"], world.counters["succeeded"]) == (files, files)),
         "final_writes": world.final_writes, "conflicts": db.stats["conflicts"], "throttled": db.stats["throttled"],
-        "requests_per_file": requests / files, "redeliveries": sum(v for k, v in outcome.items() if k.startswith("failed")),
+        "requests_per_file": requests / files, "read_units_per_file": db.stats["rcu"] / files, "redeliveries": sum(v for k, v in outcome.items() if k.startswith("failed")),
         "ideal_files_per_s": workers / render_s, "throttled_by": dict(db.throttled_by.most_common(4)),
     }

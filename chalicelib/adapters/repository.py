@@ -24,7 +24,7 @@ from ..domain.batches import (
 )
 from ..domain import naming
 from ..domain.batches import BatchQuery, NewBatch
-from ..domain.buckets import CHUNK_SIZE, bucket_of, chunk_count, chunk_of
+from ..domain.buckets import CHUNK_SIZE, SETTLED_FIRST_LOOK, bucket_of, chunk_count, chunk_of
 from ..domain.keys import upload_key
 from ..domain.naming import prefix_key
 from ..domain.pipelines import name_key
@@ -55,9 +55,6 @@ RETRY_PENDING = "pending"   # a big retry's mark before a worker takes it (take_
 # A delete or cancel of a batch with more buckets than this leaves closing them to its background
 # step (sync_counters), so the request answers at once: 1,000 counters are 1,000 UpdateItems.
 INLINE_COUNTERS = 10
-# How many counters a finisher's first look at its batch reads (settled_batch): at the end of a
-# big batch most finishers find an unsettled bucket among the first few, and an item read is a unit.
-SETTLED_FIRST_LOOK = 10
 
 
 def bucket_key(batch_id: str, bucket: int) -> str:

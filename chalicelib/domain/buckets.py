@@ -19,6 +19,9 @@ from typing import Iterable
 BUCKET_SIZE = 100      # files per bucket: conflicts on a counter stay rare at thousands of files/s
 MAX_BUCKETS = 1000     # a 100,000-file batch: reading every counter is 10 BatchGetItem requests
 CHUNK_SIZE = 1000      # manifest positions per item, and jobs materialised per step
+# Counters a finisher's first look at its batch reads (settled_batch): at the end of a big batch
+# most finishers meet a bucket with a file left among the first few, and each item read costs.
+SETTLED_FIRST_LOOK = 10
 
 
 def bucket_count(total_files: int) -> int:
