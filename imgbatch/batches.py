@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from imgbatch.client import ApiClient, ApiError
 from imgbatch.files import ImageFile
@@ -69,18 +70,23 @@ def batch_request(images: Sequence[ImageFile], pipeline_ids: list[str], *,
     return body
 
 
-def upload_tasks(images: Sequence[ImageFile], uploads: Sequence[dict], batch_id: str | None = None) -> list[UploadTask]:
+def upload_tasks(images: Sequence[ImageFile], uploads: Sequence[dict], batch_id: str | None = None, *,
+                 offset: int = 0, positional: bool | None = None) -> list[UploadTask]:
     """Pair each presigned upload with its local file.
 
     Pairs by file name; when the API has made a name safe (so it differs from ours) the upload
-    at the same position is used, since the API answers in the order the files were sent.
+    at the same position is used, since the API answers in the order the files were sent
+    (`positional`: the uploads are every file's, from position `offset`; by default when there
+    are as many as files).
     """
     by_name = {image.name: image for image in images}
+    if positional is None:
+        positional = offset == 0 and len(uploads) == len(images)
     tasks = []
     for index, upload in enumerate(uploads):
         image = by_name.get(upload["file_name"])
-        if image is None and len(uploads) == len(images):
-            image = images[index]
+        if image is None and positional and offset + index < len(images):
+            image = images[offset + index]
         if image is None:
             raise ApiError(201, "UnexpectedResponse",
                            f"the API returned an upload for a file we did not send: {upload['file_name']!r}")
@@ -99,6 +105,35 @@ def upload_tasks(images: Sequence[ImageFile], uploads: Sequence[dict], batch_id:
             )
         )
     return tasks
+
+
+class PagedUploads:
+    """A new batch's upload tasks as its pages of links come (1,000 a page): uploading starts with
+    the first page, and each page is fetched when the uploads have nearly used up the one before,
+    so no link waits long before it is used (a 100,000-file batch's last page came before its
+    first upload, and links are signed with temporary credentials). Sized for progress displays;
+    `not_sent` is known once it has been iterated."""
+
+    def __init__(self, api: ApiClient, batch_id: str, images: Sequence[ImageFile], first: Sequence[dict],
+                 cursor: str | None) -> None:
+        self._api, self._batch_id, self._images = api, batch_id, images
+        self._first, self._cursor = list(first), cursor
+        self.total_size = sum(image.size for image in images)
+        self.received = 0
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __iter__(self) -> Iterator[UploadTask]:
+        pages = itertools.chain([self._first], self._api.upload_pages(self._batch_id, cursor=self._cursor)
+                                if self._cursor else [])
+        for page in pages:
+            yield from upload_tasks(self._images, page, self._batch_id, offset=self.received, positional=True)
+            self.received += len(page)
+
+    @property
+    def not_sent(self) -> int:
+        return max(0, len(self._images) - self.received)
 
 
 def wait_until_final(

@@ -18,6 +18,7 @@ from imgbatch.batches import (
     BATCH_STATUSES,
     SUCCESS_STATUS,
     LookupFailed,
+    PagedUploads,
     batch_request,
     resolve_batch_ref,
     resolve_pipeline_ids,
@@ -146,9 +147,11 @@ def submit(app: App, paths: tuple[Path, ...], pipelines: tuple[str, ...], descri
                           f"{render.human_size(found.total_size)}"))
     uploads = list(created.get("uploads") or [])
     if created.get("uploads_next_cursor"):
-        # Large batches: the API returns the first upload links with the batch, the rest by page.
-        uploads += fetch_upload_links(app, batch["id"], created["uploads_next_cursor"], len(uploads),
-                                      int(batch["total_files"]))
+        # Large batches: the API returns the first upload links with the batch, the rest by page,
+        # each fetched as the uploads come to it.
+        upload_and_follow(app, batch, PagedUploads(app.api, batch["id"], found.images, uploads,
+                                                   created["uploads_next_cursor"]), paths, found, **follow)
+        return
     not_sent = max(0, len(found.images) - len(uploads))
     if not_sent:
         app.warn(f"The API returned upload links for only {len(uploads)} of {len(found.images)} files.")
@@ -191,17 +194,16 @@ def resume(app: App, batch_ref: str, paths: tuple[Path, ...], **follow: Any) -> 
     upload_and_follow(app, batch, tasks, paths, found, not_sent=len(missing), **follow)
 
 
-def fetch_upload_links(app: App, batch_id: str, cursor: str | None = None, have: int = 0,
-                       total: int | None = None) -> list[dict]:
-    """Every remaining page of a batch's upload links (1,000 a page: a 100,000-file batch's take
-    a while), counted on a terminal as they come."""
+def fetch_upload_links(app: App, batch_id: str) -> list[dict]:
+    """Every page of the links a batch still waits for (1,000 a page: a 100,000-file batch's
+    take a while), counted on a terminal as they come. (submit fetches them as it uploads.)"""
     if not app.show_progress:
-        return app.api.pending_uploads(batch_id, cursor=cursor)
+        return app.api.pending_uploads(batch_id)
 
     def text(n: int) -> str:
-        return f"Fetching upload links: {have + n:,}" + (f" of {total:,}" if total else "")
+        return f"Fetching upload links: {n:,}"
     with app.err.status(text(0)) as status:
-        return app.api.pending_uploads(batch_id, cursor=cursor, on_page=lambda n: status.update(text(n)))
+        return app.api.pending_uploads(batch_id, on_page=lambda n: status.update(text(n)))
 
 
 def batch_id_of(app: App, ref: str) -> str:

@@ -164,14 +164,20 @@ class ApiClient:
         Lambda response) and so that an interrupted upload can be resumed.
         """
         uploads: list[dict] = []
-        while True:
-            page = self._json("GET", f"/batches/{batch_id}/uploads", params=_drop_none({"cursor": cursor}))
-            uploads.extend(page.get("uploads") or [])
+        for page in self.upload_pages(batch_id, cursor=cursor):
+            uploads.extend(page)
             if on_page is not None:
                 on_page(len(uploads))
+        return uploads
+
+    def upload_pages(self, batch_id: str, *, cursor: str | None = None) -> Iterator[list[dict]]:
+        """The same links a page (1,000) at a time, each page fetched when the one before is used up."""
+        while True:
+            page = self._json("GET", f"/batches/{batch_id}/uploads", params=_drop_none({"cursor": cursor}))
+            yield list(page.get("uploads") or [])
             cursor = page.get("next_cursor")
             if not cursor:
-                return uploads
+                return
 
     def start_multipart(self, batch_id: str, job_id: str, *, after: int | None = None) -> dict:
         """Start or resume a file's upload in parts: {"upload": {"parts_uploaded", "parts", ...}}."""

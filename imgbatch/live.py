@@ -14,14 +14,14 @@ from rich.text import Text
 
 from imgbatch import render
 from imgbatch.app import EXIT_FAILURES, EXIT_INTERRUPTED, App, fail
-from imgbatch.batches import SUCCESS_STATUS, wait_until_final
+from imgbatch.batches import SUCCESS_STATUS, PagedUploads, wait_until_final
 from imgbatch.download import MANIFEST, DownloadHooks, SavedArchive, fetch_archive
 from imgbatch.files import Collection
 from imgbatch.progress import progress_of
 from imgbatch.upload import UploadInterrupted, UploadResult, Uploader, UploadTask
 
 
-def upload_and_follow(app: App, batch: dict, tasks: list[UploadTask], paths: tuple[Path, ...],
+def upload_and_follow(app: App, batch: dict, tasks: list[UploadTask] | PagedUploads, paths: tuple[Path, ...],
                       found: Collection, *, wait: bool, download_dir: Path | None, concurrency: int,
                       not_sent: int = 0) -> None:
     """Upload, report, then optionally wait and download; exits with the documented codes.
@@ -35,8 +35,11 @@ def upload_and_follow(app: App, batch: dict, tasks: list[UploadTask], paths: tup
         try:
             results = upload_with_progress(app, tasks, concurrency)
         except UploadInterrupted as exc:
-            report_interrupted_upload(app, batch, exc.results, len(tasks), resume_hint)
+            report_interrupted_upload(app, batch, exc.results, len(tasks), resume_hint, exc.reason)
             fail(EXIT_INTERRUPTED)
+    if isinstance(tasks, PagedUploads) and tasks.not_sent:
+        not_sent += tasks.not_sent
+        app.warn(f"The API returned upload links for only {tasks.received} of {len(tasks)} files.")
     failed = sorted((r for r in results if not r.ok), key=lambda r: r.task.file_name)
     report_uploads(app, batch, results, failed, resume_hint)
     incomplete = bool(failed) or not_sent > 0
@@ -58,8 +61,8 @@ def upload_and_follow(app: App, batch: dict, tasks: list[UploadTask], paths: tup
         fail(EXIT_FAILURES)
 
 
-def upload_with_progress(app: App, tasks: list[UploadTask], concurrency: int) -> list[UploadResult]:
-    total = sum(task.size for task in tasks)
+def upload_with_progress(app: App, tasks: list[UploadTask] | PagedUploads, concurrency: int) -> list[UploadResult]:
+    total = tasks.total_size if isinstance(tasks, PagedUploads) else sum(task.size for task in tasks)
     with render.upload_progress(app.err, disable=not app.show_progress) as progress:
         bar = progress.add_task("upload", total=total, files=f"0/{len(tasks)} files")
         finished = 0
@@ -127,10 +130,11 @@ def parts_summary(result: UploadResult) -> str:
 
 
 def report_interrupted_upload(app: App, batch: dict, results: list[UploadResult], total: int,
-                              resume_hint: str) -> None:
+                              resume_hint: str, reason: str | None = None) -> None:
     uploaded = sum(1 for r in results if r.ok)
+    why = f"Stopped: more upload links could not be fetched ({reason})" if reason else "Interrupted"
     app.warn(
-        f"\nInterrupted: {uploaded} of {total} files were uploaded to batch "
+        f"\n{why}: {uploaded} of {total} files were uploaded to batch "
         f"{batch['base_directory_name']} ({batch['id']}).\n"
         f"Files not uploaded by {render.short_time(batch.get('upload_expires_at'))} fail as upload_expired.\n"
         f"  Continue:        {resume_hint}\n"

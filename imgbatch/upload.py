@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sized
 
 import httpx
 
@@ -17,6 +17,7 @@ from imgbatch.retry import backoff_delay, is_transient_error, is_transient_statu
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_ATTEMPTS = 5
+AHEAD_PER_WORKER = 2   # tasks handed to the pool per worker before the next is taken from the source
 MAX_RETRY_AFTER = 30.0
 
 
@@ -48,11 +49,13 @@ class UploadResult:
 
 
 class UploadInterrupted(Exception):
-    """Ctrl-C during uploads; carries the results that had finished, to report them."""
+    """Ctrl-C during uploads, or the tasks' source failing part-way (`reason`: the upload links
+    of a later page could not be fetched); carries the results that had finished, to report them."""
 
-    def __init__(self, results: list[UploadResult]) -> None:
-        super().__init__("upload interrupted")
+    def __init__(self, results: list[UploadResult], reason: str | None = None) -> None:
+        super().__init__(reason or "upload interrupted")
         self.results = results
+        self.reason = reason
 
 
 class _Cancelled(Exception):
@@ -120,30 +123,49 @@ class Uploader:
 
     def run(
         self,
-        tasks: Sequence[UploadTask],
+        tasks: Iterable[UploadTask],
         *,
         on_bytes: Callable[[int], None] = lambda n: None,
         on_done: Callable[[UploadResult], None] = lambda r: None,
         on_part: Callable[[UploadTask, int, int], None] = lambda task, done, total: None,
     ) -> list[UploadResult]:
         """Upload every task; per-file failures are results, Ctrl-C is UploadInterrupted.
-        `on_part(task, parts done, parts in all)` follows files uploaded in parts."""
+        `on_part(task, parts done, parts in all)` follows files uploaded in parts. Tasks are
+        taken from `tasks` only as workers are about to need them (a few per worker ahead), so
+        an iterable that fetches its upload links page by page fetches each shortly before use."""
         self._cancel.clear()
         self._on_part = on_part
         results: list[UploadResult] = []
-        pool = ThreadPoolExecutor(
-            max_workers=min(self._concurrency, len(tasks) or 1), thread_name_prefix="imgbatch-upload"
-        )
-        futures = [pool.submit(self._upload_one, task, on_bytes) for task in tasks]
-        pending = set(futures)
+        workers = min(self._concurrency, len(tasks) or 1) if isinstance(tasks, Sized) else self._concurrency
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgbatch-upload")
+        waiting = iter(tasks)
+        futures: list = []
+        pending: set = set()
+        more, stopped = True, None
         try:
-            while pending:
+            while more or pending:
+                while more and len(pending) < AHEAD_PER_WORKER * workers:
+                    try:
+                        task = next(waiting, None)
+                    except Exception as exc:   # no more links (a page failed): finish what is under way
+                        task, stopped = None, exc
+                    if task is None:
+                        more = False
+                    else:
+                        futures.append(pool.submit(self._upload_one, task, on_bytes))
+                        pending.add(futures[-1])
+                if not pending:
+                    continue
                 # A timeout keeps the main thread waking up, so Ctrl-C is seen promptly.
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     result = future.result()
                     results.append(result)
                     on_done(result)
+            if stopped is not None:
+                raise UploadInterrupted(results, reason=str(stopped)) from stopped
+        except UploadInterrupted:
+            raise
         except KeyboardInterrupt:
             self._cancel.set()
             pool.shutdown(wait=False, cancel_futures=True)

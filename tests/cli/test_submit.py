@@ -290,16 +290,73 @@ def test_upload_links_beyond_the_first_page_are_fetched(run, fake, photo_folder)
     assert [r.url.params.get("cursor") for r in pages] == ["2"]
 
 
-def test_a_terminal_counts_the_upload_links_as_their_pages_come(run, fake, photo_folder):
+def many_images(root, n: int):
+    for i in range(n):
+        make_image(root / f"PL_BIG{i:03d}_x.png", "PNG", colour=(i, 40, 40))
+    return root
+
+
+def test_a_big_batch_uploads_while_its_later_pages_of_links_come(run, fake, tmp_path):
+    """A 100,000-file batch fetched its 100 pages of links before the first upload (and its
+    last links waited hours before use). Each page is now fetched when the uploads are about
+    to need it: a couple of tasks per worker ahead."""
+    from imgbatch.upload import AHEAD_PER_WORKER
     fake.add_pipeline("web")
+    fake.uploads_per_response = 10
+    real, sent_before = fake._pending_uploads, {}
+
+    def pending(request, query, bid):
+        sent_before[query.get("cursor")] = len(fake.received)
+        return real(request, query, bid)
+    fake._pending_uploads = pending
+
+    result = run("submit", str(many_images(tmp_path / "big", 30)), "-p", "web", "--concurrency", "2",
+                 terminal=100, interactive=True)
+
+    assert result.exit_code == 0, result.output
+    assert len(fake.received) == 30 and fake.violations == []
+    ahead = AHEAD_PER_WORKER * 2
+    assert set(sent_before) == {"10", "20"}
+    assert sent_before["10"] >= 10 - ahead and sent_before["20"] >= 20 - ahead, sent_before
+    assert "30/30 files" in plain(result.stderr)
+
+
+def test_links_that_stop_coming_part_way_stop_the_upload_with_a_way_to_resume(run, fake, tmp_path):
+    fake.add_pipeline("web")
+    fake.uploads_per_response = 10
+    real = fake._pending_uploads
+
+    def pending(request, query, bid):
+        if query.get("cursor") == "20":
+            return httpx.Response(403, json={"Code": "ForbiddenError", "Message": "token revoked"})
+        return real(request, query, bid)
+    fake._pending_uploads = pending
+    folder = many_images(tmp_path / "big", 30)
+
+    result = run("submit", str(folder), "-p", "web", "--concurrency", "2")
+
+    assert result.exit_code == 130, result.output
+    assert len(fake.received) == 20
+    err = plain(result.stderr)
+    assert "Stopped: more upload links could not be fetched" in err and "token revoked" in err
+    assert "20 of 30 files were uploaded" in err
+    batch_id = next(iter(fake.batches))
+    assert f"imgbatch resume {batch_id} {folder}" in err
+
+    fake._pending_uploads = real
+    again = run("resume", batch_id, str(folder), "--wait")
+    assert again.exit_code == 0, again.output
+    assert len(fake.received) == 30 and all(j["status"] == "completed" for j in fake.jobs[batch_id])
+
+
+def test_a_terminal_counts_the_upload_links_a_resume_fetches(run, fake, photo_folder):
+    batch_id = interrupted_batch(run, fake, photo_folder)
     fake.uploads_per_response = 1
 
-    shown = run("submit", str(photo_folder), "-p", "web", terminal=100, interactive=True)
-    piped = run("submit", str(photo_folder), "-p", "web")
+    shown = run("resume", batch_id, str(photo_folder), terminal=100, interactive=True)
 
-    assert shown.exit_code == 0 and piped.exit_code == 0, shown.output + piped.output
-    assert "Fetching upload links: 3 of 3" in shown.stderr   # the count as the last page came
-    assert "Fetching upload links" not in piped.stderr + piped.stdout
+    assert shown.exit_code == 0, shown.output
+    assert "Fetching upload links: " in shown.stderr
 
 
 # -- resume ---------------------------------------------------------------------------------
