@@ -9,6 +9,9 @@ import { api } from "./api.js";
 export const CONCURRENCY = 4;
 export const PART_CONCURRENCY = 3; // parts of one file in flight at once
 export const PART_ATTEMPTS = 4;
+// The next page of upload links is fetched once fewer than this many per worker are queued: a
+// big batch's links are signed with temporary credentials, so none should wait long before use.
+export const LINKS_AHEAD = 2;
 
 /** S3 answers errors as XML: <Error><Code>..</Code><Message>..</Message></Error>. */
 export function describeS3Error(status, statusText, body) {
@@ -101,6 +104,7 @@ export class UploadSession extends EventTarget {
     this.finished = false;
     this.cancelled = false;
     this.wake = null;
+    this.onLinksWanted = null;
   }
 
   get totals() {
@@ -128,6 +132,8 @@ export class UploadSession extends EventTarget {
     try {
       let cursor = nextCursor;
       while (cursor && !this.cancelled) {
+        await this.linksWanted();
+        if (this.cancelled) break;
         const page = await api.uploads(this.batch.id, cursor);
         this.enqueue(page.uploads || []);
         cursor = page.next_cursor;
@@ -166,12 +172,33 @@ export class UploadSession extends EventTarget {
     const wake = this.wake;
     this.wake = null;
     if (wake) wake();
+    this.wantLinks();
+  }
+
+  /** Resolves when the queue is short enough for the next page of links (see LINKS_AHEAD). */
+  linksWanted() {
+    return new Promise((resolve) => {
+      this.onLinksWanted = resolve;
+      this.wantLinks();
+    });
+  }
+
+  wantLinks() {
+    if (this.onLinksWanted && (this.cancelled || this.queue.length < LINKS_AHEAD * this.concurrency)) {
+      const resolve = this.onLinksWanted;
+      this.onLinksWanted = null;
+      resolve();
+    }
   }
 
   async next() {
     for (;;) {
       if (this.cancelled) return null;
-      if (this.queue.length) return this.queue.shift();
+      if (this.queue.length) {
+        const item = this.queue.shift();
+        this.wantLinks();
+        return item;
+      }
       if (!this.fetching) return null;
       await new Promise((resolve) => {
         const previous = this.wake;

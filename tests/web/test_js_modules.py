@@ -79,3 +79,39 @@ def test_modules_import_flat_siblings_without_cycles():
     for name in graph:
         visit(name, [])
     assert len(graph) >= 15 and "app.js" in graph
+
+
+def test_an_upload_session_fetches_the_next_page_of_links_only_as_its_queue_runs_short(js):
+    """A big batch's pages of links were fetched back to back while the first page uploaded, so
+    a 100,000-file batch's last links waited hours before use (they are signed with temporary
+    credentials). The next page is fetched once fewer than LINKS_AHEAD per worker are queued."""
+    got = js("uploader.js", """async (m) => {
+        const { api } = await import('/ui/api.js');
+        const files = Array.from({ length: 30 }, (_, i) => new File(["x"], `PL_A${i}.png`));
+        const links = (start) => files.slice(start, start + 10).map((f) => ({ file_name: f.name, url: "u", fields: {} }));
+        const log = [];
+        let sent = 0;
+        const real = api.uploads;
+        api.uploads = async (id, cursor) => {
+            log.push([cursor, sent]);
+            const start = Number(cursor);
+            return { uploads: links(start), next_cursor: start + 10 < 30 ? String(start + 10) : null };
+        };
+        try {
+            const session = new m.UploadSession({ id: "b" }, files, { concurrency: 2 });
+            session.send = async (item) => {
+                await new Promise((resolve) => setTimeout(resolve, 2));
+                sent += 1;
+                item.status = "done";
+            };
+            await session.start(links(0), "10");
+            return { log, ahead: m.LINKS_AHEAD, statuses: session.items.map((i) => i.status) };
+        } finally {
+            api.uploads = real;
+        }
+    }""")
+    assert got["statuses"] == ["done"] * 30
+    assert [cursor for cursor, _ in got["log"]] == ["10", "20"]
+    # fetched once fewer than ahead x 2 workers were queued: all but those and the 2 in flight sent
+    least = got["ahead"] * 2 + 2
+    assert got["log"][0][1] >= 10 - least and got["log"][1][1] >= 20 - least, got["log"]
