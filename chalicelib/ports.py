@@ -65,8 +65,9 @@ class BatchStore(Protocol):
         not its progress (a big batch's counts are summed from up to 1,000 counters)."""
     def settled_batch(self, batch_id: str, after: int | None = None) -> dict | None:
         """The batch with its counts when none of its files is left to finish (or it is final),
-        else None; None also when it is gone or being deleted. `after`: the bucket whose last file the caller just
-        counted (a store with buckets looks at the others first and stops at the first unsettled)."""
+        else None; None also when it is gone or being deleted. `after`: the bucket whose last
+        file the caller just counted (a store with buckets looks at the others first and stops
+        at the first with a file left: see DynamoRepository.settled_batch)."""
     def list_batches(self, query: BatchQuery, start: dict | None = None) -> Page: ...
     def stats(self, owner: str) -> dict: ...
     def get_job(self, batch_id: str, job_id: str) -> dict | None: ...

@@ -162,10 +162,6 @@ class Uploader:
                     result = future.result()
                     results.append(result)
                     on_done(result)
-            if stopped is not None:
-                raise UploadInterrupted(results, reason=str(stopped)) from stopped
-        except UploadInterrupted:
-            raise
         except KeyboardInterrupt:
             self._cancel.set()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -178,6 +174,8 @@ class Uploader:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        if stopped is not None:
+            raise UploadInterrupted(results, reason=str(stopped)) from stopped
         return results
 
     # Runs in a worker thread.
