@@ -288,6 +288,10 @@ def test_upload_links_beyond_the_first_page_are_fetched(run, fake, photo_folder)
     assert len(fake.received) == 3 and fake.violations == []
     pages = [r for r in fake.api_requests if r.url.path.endswith("/uploads")]
     assert [r.url.params.get("cursor") for r in pages] == ["2"]
+    piped = run("--json", "submit", str(photo_folder), "-p", "web")
+    data = parse_json(piped)
+    assert piped.exit_code == 0 and sorted(u["file_name"] for u in data["uploads"] if u["ok"]) == [
+        "PL_DXB191_Back.jpg", "PL_DXB191_Front.png", "PL_DXB191_Side.webp"]
 
 
 def many_images(root, n: int):
