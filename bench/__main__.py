@@ -9,7 +9,8 @@ baseline in this same run.
 Sections (in this order): pipeline (bench_pipeline.py), zip (bench_zip.py), parts
 (bench_parts.py), e2e (bench_e2e.py), api (bench_api.py), contention (bench_contention.py),
 persistence (bench_persistence.py), scale (bench_scale.py: the DynamoDB limits model,
-bench/dynamo_model.py), events (bench_events.py), big (bench_big.py: one batch of 10,000 tiny
+bench/dynamo_model.py), settle (bench_settle.py: the end of a 100,000-file batch's "is it done"
+checks on moto, before and now; 20,000 files with --quick), events (bench_events.py), big (bench_big.py: one batch of 10,000 tiny
 images end to end, 1,000 with --quick; `python -m bench.bench_big` runs the 100,000); each module also runs on
 its own (`python -m bench.bench_e2e --help`). Targets are printed with a verdict, never
 asserted: this is not part of `make test`.
@@ -21,7 +22,7 @@ import sys
 import time
 import traceback
 
-SECTIONS = ("pipeline", "zip", "parts", "e2e", "api", "contention", "persistence", "scale", "events", "big")
+SECTIONS = ("pipeline", "zip", "parts", "e2e", "api", "contention", "persistence", "scale", "settle", "events", "big")
 
 
 def _log(message: str) -> None:
@@ -67,6 +68,9 @@ def run_section(name: str, quick: bool) -> list:
     if name == "events":
         from bench import bench_events
         return bench_events.rows(bench_events.run(quick=quick, log=_log))
+    if name == "settle":
+        from bench import bench_settle
+        return bench_settle.rows(bench_settle.run(20_000 if quick else 100_000, log=_log))
     if name == "big":
         from bench import bench_big
         return bench_big.rows(bench_big.run(1000 if quick else 10_000, log=_log))
