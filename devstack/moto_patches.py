@@ -9,8 +9,9 @@ and evaluate transactions as: check every condition, then apply every write,
 which is atomic under the lock; if a write still fails, the items already
 written are put back (copies of the touched items only, not of whole tables).
 Installed by devstack (server mode) and tests/conftest.py (mock_aws). Also the SQS costs that
-grow with a queue's depth (_one_clock_per_queue_pass, _cheap_receive_and_delete) and one cost
-every request pays (_known_services).
+grow with a queue's depth (_one_clock_per_queue_pass, _cheap_receive_and_delete), one cost
+every request pays (_known_services), and S3 listings that failed beside deletes
+(_listing_survives_deletes).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def install() -> None:
     _one_clock_per_queue_pass()
     _cheap_receive_and_delete()
     _known_services()
+    _listing_survives_deletes()
     _installed = True
 
 
@@ -108,6 +110,30 @@ def _known_services() -> None:
 
     known = list(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: known
+
+
+def _listing_survives_deletes() -> None:
+    """moto lists a bucket from a copy of its key table but then looks every key up again in the
+    live table, so a key deleted meanwhile (the server is threaded) fails the whole ListObjectsV2
+    with a KeyError and HTTP 500: seen purging a 100,000-file batch, whose deletes run beside its
+    listings. The copy's own versions are used instead: a listing as of a moment, as S3's is."""
+    from moto.s3.utils import _VersionedKeyStore
+
+    def items(self):
+        for key, versions in self._self_iterable().items():
+            if versions:
+                yield key, versions[-1]
+
+    def values(self):
+        for _, value in items(self):
+            yield value
+
+    def lists(self):
+        yield from self._self_iterable().items()
+
+    _VersionedKeyStore.items = _VersionedKeyStore.iteritems = _VersionedKeyStore._iteritems = items
+    _VersionedKeyStore.values = _VersionedKeyStore.itervalues = _VersionedKeyStore._itervalues = values
+    _VersionedKeyStore.lists = _VersionedKeyStore.iterlists = _VersionedKeyStore._iterlists = lists
 
 
 def item_key(backend, op_type: str, op: dict) -> dict:
